@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/golang/snappy"
+
+	"github.com/cairn-db/cairn/internal/wire"
 )
 
 // CompressThreshold: payloads at least this large are snappy-compressed when
@@ -12,10 +14,10 @@ const CompressThreshold = 4096
 
 // Encode returns the envelope bytes for c. It canonicalizes batches first.
 func Encode(c *Command) ([]byte, error) {
-	var e encoder
-	e.b = make([]byte, 3, 64)
-	e.b[0] = Version
-	e.b[1] = byte(c.Type)
+	var e wire.Encoder
+	e.B = make([]byte, 3, 64)
+	e.B[0] = Version
+	e.B[1] = byte(c.Type)
 	switch c.Type {
 	case TypeBatch:
 		if c.Batch == nil {
@@ -26,35 +28,35 @@ func Encode(c *Command) ([]byte, error) {
 		if c.RegisterProducer == nil {
 			return nil, fmt.Errorf("command: register command without body")
 		}
-		e.uvarint(c.RegisterProducer.RequestID)
-		e.str(c.RegisterProducer.Name)
+		e.Uvarint(c.RegisterProducer.RequestID)
+		e.Str(c.RegisterProducer.Name)
 	case TypeSetNodeMeta:
 		if c.SetNodeMeta == nil {
 			return nil, fmt.Errorf("command: node meta command without body")
 		}
-		e.str(c.SetNodeMeta.NodeID)
-		e.str(c.SetNodeMeta.GRPCAddr)
+		e.Str(c.SetNodeMeta.NodeID)
+		e.Str(c.SetNodeMeta.GRPCAddr)
 	case TypeCreateTable:
 		if c.CreateTable == nil {
 			return nil, fmt.Errorf("command: create table command without body")
 		}
-		e.str(c.CreateTable.Name)
-		e.bytes(c.CreateTable.Spec)
+		e.Str(c.CreateTable.Name)
+		e.Bytes(c.CreateTable.Spec)
 	case TypeDropTable:
 		if c.DropTable == nil {
 			return nil, fmt.Errorf("command: drop table command without body")
 		}
-		e.str(c.DropTable.Name)
+		e.Str(c.DropTable.Name)
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnknownType, c.Type)
 	}
-	if payload := e.b[3:]; len(payload) >= CompressThreshold {
+	if payload := e.B[3:]; len(payload) >= CompressThreshold {
 		if z := snappy.Encode(nil, payload); len(z) < len(payload) {
-			e.b = append(e.b[:3], z...)
-			e.b[2] |= FlagSnappy
+			e.B = append(e.B[:3], z...)
+			e.B[2] |= FlagSnappy
 		}
 	}
-	return e.b, nil
+	return e.B, nil
 }
 
 // MustEncode is Encode for commands built by code that knows they are valid
@@ -67,47 +69,47 @@ func MustEncode(c *Command) []byte {
 	return b
 }
 
-func encodeBatch(e *encoder, b *Batch) {
+func encodeBatch(e *wire.Encoder, b *Batch) {
 	b.Canonicalize()
-	e.uvarint(b.RequestID)
+	e.Uvarint(b.RequestID)
 	if p := b.Producer; p != nil {
-		e.byte(1)
-		e.uvarint(p.ID)
-		e.uvarint(p.Epoch)
-		e.uvarint(p.Seq)
+		e.Byte(1)
+		e.Uvarint(p.ID)
+		e.Uvarint(p.Epoch)
+		e.Uvarint(p.Seq)
 	} else {
-		e.byte(0)
+		e.Byte(0)
 	}
-	e.uvarint(uint64(len(b.Ops)))
+	e.Uvarint(uint64(len(b.Ops)))
 	for i := range b.Ops {
 		op := &b.Ops[i]
-		e.byte(byte(op.Kind))
-		e.bytes(op.Key)
+		e.Byte(byte(op.Kind))
+		e.Bytes(op.Key)
 		switch op.Kind {
 		case OpPut:
-			e.bytes(op.Value)
+			e.Bytes(op.Value)
 		case OpDelete:
 		case OpAdd, OpMin, OpMax:
-			e.varint(op.Num)
+			e.Varint(op.Num)
 		case OpCAS:
-			e.bool(op.ExpectAbsent)
-			e.bytes(op.Expect)
-			e.bytes(op.Value)
+			e.Bool(op.ExpectAbsent)
+			e.Bytes(op.Expect)
+			e.Bytes(op.Value)
 		case OpWindowAdd:
-			e.str(op.Table)
-			e.varint(op.Time)
-			e.varint(op.Num)
+			e.Str(op.Table)
+			e.Varint(op.Time)
+			e.Varint(op.Num)
 		}
 	}
-	e.uvarint(uint64(len(b.Offsets)))
+	e.Uvarint(uint64(len(b.Offsets)))
 	for _, o := range b.Offsets {
-		e.str(o.Source)
-		e.varint(o.Offset)
+		e.Str(o.Source)
+		e.Varint(o.Offset)
 	}
-	e.uvarint(uint64(len(b.Watermarks)))
+	e.Uvarint(uint64(len(b.Watermarks)))
 	for _, w := range b.Watermarks {
-		e.str(w.Source)
-		e.varint(w.Time)
+		e.Str(w.Source)
+		e.Varint(w.Time)
 		var f byte
 		if w.Idle {
 			f |= 1
@@ -115,7 +117,7 @@ func encodeBatch(e *encoder, b *Batch) {
 		if w.Done {
 			f |= 2
 		}
-		e.byte(f)
+		e.Byte(f)
 	}
 }
 
@@ -142,78 +144,78 @@ func Decode(data []byte) (*Command, error) {
 			return nil, fmt.Errorf("%w: bad compressed payload", ErrCorrupt)
 		}
 	}
-	d := decoder{b: payload}
+	d := wire.Decoder{B: payload}
 	c := &Command{Type: typ}
 	switch typ {
 	case TypeBatch:
 		c.Batch = decodeBatch(&d)
 	case TypeRegisterProducer:
-		c.RegisterProducer = &RegisterProducer{RequestID: d.uvarint(), Name: d.str()}
+		c.RegisterProducer = &RegisterProducer{RequestID: d.Uvarint(), Name: d.Str()}
 	case TypeSetNodeMeta:
-		c.SetNodeMeta = &SetNodeMeta{NodeID: d.str(), GRPCAddr: d.str()}
+		c.SetNodeMeta = &SetNodeMeta{NodeID: d.Str(), GRPCAddr: d.Str()}
 	case TypeCreateTable:
-		c.CreateTable = &CreateTable{Name: d.str(), Spec: d.bytes()}
+		c.CreateTable = &CreateTable{Name: d.Str(), Spec: d.Bytes()}
 	case TypeDropTable:
-		c.DropTable = &DropTable{Name: d.str()}
+		c.DropTable = &DropTable{Name: d.Str()}
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnknownType, typ)
 	}
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func decodeBatch(d *decoder) *Batch {
-	b := &Batch{RequestID: d.uvarint()}
-	switch d.byte() {
+func decodeBatch(d *wire.Decoder) *Batch {
+	b := &Batch{RequestID: d.Uvarint()}
+	switch d.Byte() {
 	case 0:
 	case 1:
-		b.Producer = &Producer{ID: d.uvarint(), Epoch: d.uvarint(), Seq: d.uvarint()}
+		b.Producer = &Producer{ID: d.Uvarint(), Epoch: d.Uvarint(), Seq: d.Uvarint()}
 	default:
-		d.fail("bad producer flag")
+		d.Fail("bad producer flag")
 	}
-	if n := d.count(2); n > 0 {
+	if n := d.Count(2); n > 0 {
 		b.Ops = make([]Op, n)
 		for i := range b.Ops {
 			op := &b.Ops[i]
-			op.Kind = OpKind(d.byte())
-			op.Key = d.bytes()
+			op.Kind = OpKind(d.Byte())
+			op.Key = d.Bytes()
 			switch op.Kind {
 			case OpPut:
-				op.Value = d.bytes()
+				op.Value = d.Bytes()
 			case OpDelete:
 			case OpAdd, OpMin, OpMax:
-				op.Num = d.varint()
+				op.Num = d.Varint()
 			case OpCAS:
-				op.ExpectAbsent = d.bool()
-				op.Expect = d.bytes()
-				op.Value = d.bytes()
+				op.ExpectAbsent = d.Bool()
+				op.Expect = d.Bytes()
+				op.Value = d.Bytes()
 			case OpWindowAdd:
-				op.Table = d.str()
-				op.Time = d.varint()
-				op.Num = d.varint()
+				op.Table = d.Str()
+				op.Time = d.Varint()
+				op.Num = d.Varint()
 			default:
-				d.fail(fmt.Sprintf("unknown op kind %d", op.Kind))
+				d.Fail(fmt.Sprintf("unknown op kind %d", op.Kind))
 			}
-			if d.err != nil {
+			if d.Err != nil {
 				return b
 			}
 		}
 	}
-	if n := d.count(2); n > 0 {
+	if n := d.Count(2); n > 0 {
 		b.Offsets = make([]Offset, n)
 		for i := range b.Offsets {
-			b.Offsets[i] = Offset{Source: d.str(), Offset: d.varint()}
+			b.Offsets[i] = Offset{Source: d.Str(), Offset: d.Varint()}
 		}
 	}
-	if n := d.count(3); n > 0 {
+	if n := d.Count(3); n > 0 {
 		b.Watermarks = make([]Watermark, n)
 		for i := range b.Watermarks {
-			w := Watermark{Source: d.str(), Time: d.varint()}
-			f := d.byte()
+			w := Watermark{Source: d.Str(), Time: d.Varint()}
+			f := d.Byte()
 			if f&^3 != 0 {
-				d.fail("bad watermark flags")
+				d.Fail("bad watermark flags")
 			}
 			w.Idle, w.Done = f&1 != 0, f&2 != 0
 			b.Watermarks[i] = w

@@ -1,6 +1,10 @@
 package command
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/cairn-db/cairn/internal/wire"
+)
 
 // Code is the deterministic outcome of applying one command. Every replica
 // computes the same Code for the same entry.
@@ -64,47 +68,47 @@ func (r *Result) OK() bool { return r.Code == CodeOK }
 
 // EncodeResult appends the canonical encoding of r to dst.
 func EncodeResult(dst []byte, r *Result) []byte {
-	var e encoder
-	e.b = dst
-	e.byte(1) // result encoding version
-	e.uvarint(r.Index)
-	e.byte(byte(r.Code))
-	e.str(r.Message)
-	e.bool(r.Duplicate)
-	e.uvarint(uint64(len(r.Nums)))
+	var e wire.Encoder
+	e.B = dst
+	e.Byte(1) // result encoding version
+	e.Uvarint(r.Index)
+	e.Byte(byte(r.Code))
+	e.Str(r.Message)
+	e.Bool(r.Duplicate)
+	e.Uvarint(uint64(len(r.Nums)))
 	for _, n := range r.Nums {
-		e.varint(n)
+		e.Varint(n)
 	}
-	e.uvarint(r.Producer)
-	e.uvarint(r.Epoch)
-	e.uvarint(r.Late)
-	e.uvarint(r.LastSeq)
-	return e.b
+	e.Uvarint(r.Producer)
+	e.Uvarint(r.Epoch)
+	e.Uvarint(r.Late)
+	e.Uvarint(r.LastSeq)
+	return e.B
 }
 
 // DecodeResult decodes a result written by EncodeResult.
 func DecodeResult(b []byte) (*Result, error) {
-	d := decoder{b: b}
-	if v := d.byte(); v != 1 && d.err == nil {
+	d := wire.Decoder{B: b}
+	if v := d.Byte(); v != 1 && d.Err == nil {
 		return nil, fmt.Errorf("%w: result version %d", ErrVersion, v)
 	}
 	r := &Result{}
-	r.Index = d.uvarint()
-	r.Code = Code(d.byte())
-	r.Message = d.str()
-	r.Duplicate = d.bool()
-	n := d.count(1)
+	r.Index = d.Uvarint()
+	r.Code = Code(d.Byte())
+	r.Message = d.Str()
+	r.Duplicate = d.Bool()
+	n := d.Count(1)
 	if n > 0 {
 		r.Nums = make([]int64, n)
 		for i := range r.Nums {
-			r.Nums[i] = d.varint()
+			r.Nums[i] = d.Varint()
 		}
 	}
-	r.Producer = d.uvarint()
-	r.Epoch = d.uvarint()
-	r.Late = d.uvarint()
-	r.LastSeq = d.uvarint()
-	if err := d.finish(); err != nil {
+	r.Producer = d.Uvarint()
+	r.Epoch = d.Uvarint()
+	r.Late = d.Uvarint()
+	r.LastSeq = d.Uvarint()
+	if err := d.Finish(); err != nil {
 		return nil, err
 	}
 	return r, nil
