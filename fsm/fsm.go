@@ -1,0 +1,414 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/hashicorp/raft"
+
+	"github.com/cairn-db/cairn/fsm/command"
+)
+
+// FormatMajorVersion is the Pebble on-disk format cairn creates and expects.
+const FormatMajorVersion = pebble.FormatNewest
+
+// Config configures an FSM.
+type Config struct {
+	// Dir holds the live Pebble database (Dir/db) and restore scratch space.
+	Dir string
+	// Applier holds the deterministic rules; identical on every replica.
+	Applier ApplierConfig
+	// SyncApply commits every applied batch with fsync. Off by default: the
+	// Raft log is the durable record, entries above the persisted applied
+	// index are re-applied after a crash, and Snapshot syncs the WAL before
+	// raft may truncate the log (see DESIGN.md).
+	SyncApply bool
+	// FS is the filesystem Pebble uses; nil means the OS. Tests pass a
+	// crashable in-memory FS.
+	FS vfs.FS
+	// Checkpointer makes and installs snapshots; nil means full transfer.
+	Checkpointer Checkpointer
+	// PebbleOptions, if set, adjusts the Pebble options before open.
+	PebbleOptions func(*pebble.Options)
+	Logger        *slog.Logger
+}
+
+// DefaultConfig returns a Config for dir with defaults.
+func DefaultConfig(dir string) Config {
+	return Config{Dir: dir, Applier: DefaultApplierConfig()}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("fsm: Dir is required")
+	}
+	return c.Applier.Validate()
+}
+
+// Checkpointer makes Raft snapshots of the Pebble state and installs them.
+type Checkpointer interface {
+	// Snapshot runs on the FSM goroutine while no entry is being applied:
+	// db holds exactly the state at index. The returned FSMSnapshot is
+	// persisted concurrently with later applies.
+	Snapshot(db *pebble.DB, index, term uint64) (raft.FSMSnapshot, error)
+	// Restore reads a snapshot written by Snapshot's Persist and builds a
+	// complete Pebble directory at dir, which does not exist yet.
+	Restore(r io.Reader, dir string) error
+}
+
+// FSM is cairn's raft.BatchingFSM: a thin adapter that owns the Pebble DB,
+// persists the applied index with every batch, and delegates the meaning of
+// entries to the stateless applier.
+type FSM struct {
+	cfg     Config
+	log     *slog.Logger
+	applier applier
+	fs      vfs.FS
+
+	mu sync.RWMutex // guards db against Restore's swap; readers hold RLock
+	db *pebble.DB
+
+	applied atomic.Uint64
+	term    atomic.Uint64
+	failed  atomic.Pointer[error] // set on a storage failure: nothing more is persisted
+
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed and replaced whenever applied advances
+}
+
+var _ raft.BatchingFSM = (*FSM)(nil)
+
+// Open opens (or creates) the state machine in cfg.Dir.
+func Open(cfg Config) (*FSM, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	f := &FSM{cfg: cfg, log: cfg.Logger, applier: applier{cfg: cfg.Applier}, fs: cfg.FS, waitCh: make(chan struct{})}
+	if f.log == nil {
+		f.log = slog.Default()
+	}
+	if f.fs == nil {
+		f.fs = vfs.Default
+	}
+	if f.cfg.Checkpointer == nil {
+		f.cfg.Checkpointer = &FullCheckpointer{FS: f.fs, ScratchDir: filepath.Join(cfg.Dir, "checkpoints")}
+	}
+	if err := f.fs.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := syncDir(f.fs, filepath.Dir(filepath.Clean(cfg.Dir))); err != nil {
+		return nil, err
+	}
+	if err := f.recoverSwap(); err != nil {
+		return nil, err
+	}
+	db, err := f.openDB(f.dbDir())
+	if err != nil {
+		return nil, err
+	}
+	f.db = db
+	if err := f.loadApplied(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *FSM) dbDir() string      { return filepath.Join(f.cfg.Dir, "db") }
+func (f *FSM) restoreDir() string { return filepath.Join(f.cfg.Dir, "db.restore") }
+func (f *FSM) oldDir() string     { return filepath.Join(f.cfg.Dir, "db.old") }
+
+// PebbleOptions returns the options cairn opens every state DB with
+// (including checkpoints opened for verification).
+func PebbleOptions(fs vfs.FS) *pebble.Options {
+	o := &pebble.Options{FS: fs, FormatMajorVersion: FormatMajorVersion}
+	o.Logger = quietLogger{}
+	return o
+}
+
+func (f *FSM) openDB(dir string) (*pebble.DB, error) {
+	o := PebbleOptions(f.fs)
+	if f.cfg.PebbleOptions != nil {
+		f.cfg.PebbleOptions(o)
+	}
+	db, err := pebble.Open(dir, o)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: open pebble at %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// recoverSwap finishes or rolls back a Restore interrupted by a crash.
+// A completed restore directory is marked by a file named RESTORED.
+func (f *FSM) recoverSwap() error {
+	exists := func(p string) bool { _, err := f.fs.Stat(p); return err == nil }
+	if exists(f.restoreDir()) {
+		if exists(filepath.Join(f.restoreDir(), restoredMarker)) {
+			if exists(f.dbDir()) {
+				if err := f.fs.RemoveAll(f.oldDir()); err != nil {
+					return err
+				}
+				if err := f.fs.Rename(f.dbDir(), f.oldDir()); err != nil {
+					return err
+				}
+			}
+			if err := f.fs.Rename(f.restoreDir(), f.dbDir()); err != nil {
+				return err
+			}
+			if err := syncDir(f.fs, f.cfg.Dir); err != nil {
+				return err
+			}
+		} else if err := f.fs.RemoveAll(f.restoreDir()); err != nil {
+			return err
+		}
+	}
+	if exists(f.oldDir()) && exists(f.dbDir()) {
+		return f.fs.RemoveAll(f.oldDir())
+	}
+	return nil
+}
+
+const restoredMarker = "RESTORED"
+
+func (f *FSM) loadApplied() error {
+	v, c, err := f.db.Get(keyApplied)
+	if errors.Is(err, pebble.ErrNotFound) {
+		f.setApplied(0, 0)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if len(v) != 16 {
+		return fmt.Errorf("%w: applied index of %d bytes", ErrCorruptState, len(v))
+	}
+	f.setApplied(binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]))
+	return nil
+}
+
+func (f *FSM) setApplied(index, term uint64) {
+	f.applied.Store(index)
+	f.term.Store(term)
+	f.waitMu.Lock()
+	close(f.waitCh)
+	f.waitCh = make(chan struct{})
+	f.waitMu.Unlock()
+}
+
+// AppliedIndex is the index of the last entry whose effects are in Pebble.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// AppliedTerm is the term of that entry.
+func (f *FSM) AppliedTerm() uint64 { return f.term.Load() }
+
+// Notify returns a channel closed the next time the applied index moves.
+func (f *FSM) Notify() <-chan struct{} {
+	f.waitMu.Lock()
+	defer f.waitMu.Unlock()
+	return f.waitCh
+}
+
+// Err returns the storage failure that stopped the FSM, if any.
+func (f *FSM) Err() error {
+	if p := f.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Apply implements raft.FSM for a single entry.
+func (f *FSM) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch applies committed entries in one Pebble batch together with the
+// index of the last one. Entries at or below the persisted applied index
+// (re-delivered after a restart) are skipped. Each entry yields a
+// *command.Result; configuration entries yield nil.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	if err := f.Err(); err != nil {
+		for i, l := range logs {
+			out[i] = &command.Result{Index: l.Index, Code: command.CodeCorrupt, Message: "state machine stopped: " + err.Error()}
+		}
+		return out
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	applied := f.applied.Load()
+	t := &txn{b: f.db.NewIndexedBatch()}
+	defer t.b.Close()
+	var last, lastTerm uint64
+	for i, l := range logs {
+		if l.Index <= applied {
+			out[i] = &command.Result{Index: l.Index, Message: "already applied"}
+			continue
+		}
+		last, lastTerm = l.Index, l.Term
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		ent := Entry{Index: l.Index, Term: l.Term, Data: l.Data}
+		if !l.AppendedAt.IsZero() {
+			ent.TimeMs = l.AppendedAt.UnixMilli()
+		}
+		res, err := f.applier.apply(t, ent)
+		if err != nil {
+			return f.fail(err, logs, out)
+		}
+		out[i] = res
+	}
+	if last == 0 {
+		return out
+	}
+	var ab [16]byte
+	binary.BigEndian.PutUint64(ab[:8], last)
+	binary.BigEndian.PutUint64(ab[8:], lastTerm)
+	if err := t.b.Set(keyApplied, ab[:], nil); err != nil {
+		return f.fail(err, logs, out)
+	}
+	wo := pebble.NoSync
+	if f.cfg.SyncApply {
+		wo = pebble.Sync
+	}
+	if err := t.b.Commit(wo); err != nil {
+		return f.fail(err, logs, out)
+	}
+	f.setApplied(last, lastTerm)
+	return out
+}
+
+// fail records a storage failure. Nothing of this batch was committed, and
+// nothing later will be: a restart re-applies from the persisted index.
+func (f *FSM) fail(err error, logs []*raft.Log, out []interface{}) []interface{} {
+	f.failed.CompareAndSwap(nil, &err)
+	f.log.Error("fsm: storage failure, state machine stopped; restart the node to recover", "err", err)
+	for i, l := range logs {
+		out[i] = &command.Result{Index: l.Index, Code: command.CodeCorrupt, Message: "state machine stopped: " + err.Error()}
+	}
+	return out
+}
+
+// Snapshot implements raft.FSM. It first syncs the WAL so that the state at
+// the snapshot index is durable in the live DB before raft may truncate the
+// log behind it.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if err := f.db.LogData(nil, pebble.Sync); err != nil {
+		return nil, fmt.Errorf("fsm: sync before snapshot: %w", err)
+	}
+	return f.cfg.Checkpointer.Snapshot(f.db, f.applied.Load(), f.term.Load())
+}
+
+// Restore implements raft.FSM: it builds the snapshot's DB beside the live
+// one, then swaps it in. A crash at any point leaves either the old or the
+// new DB, never a mix (recoverSwap finishes the job on open).
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := f.fs.RemoveAll(f.restoreDir()); err != nil {
+		return err
+	}
+	if err := f.cfg.Checkpointer.Restore(rc, f.restoreDir()); err != nil {
+		_ = f.fs.RemoveAll(f.restoreDir())
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	if err := writeMarker(f.fs, filepath.Join(f.restoreDir(), restoredMarker)); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.Close(); err != nil {
+		f.log.Warn("fsm: closing db before restore", "err", err)
+	}
+	if err := f.recoverSwap(); err != nil {
+		return fmt.Errorf("fsm: swap restored db: %w", err)
+	}
+	if err := f.fs.Remove(filepath.Join(f.dbDir(), restoredMarker)); err != nil {
+		return err
+	}
+	db, err := f.openDB(f.dbDir())
+	if err != nil {
+		return err
+	}
+	f.db = db
+	if err := f.fs.RemoveAll(f.oldDir()); err != nil {
+		f.log.Warn("fsm: removing old db", "err", err)
+	}
+	f.failed.Store(nil)
+	return f.loadApplied()
+}
+
+func writeMarker(fs vfs.FS, path string) error {
+	fl, err := fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if err := fl.Sync(); err != nil {
+		_ = fl.Close()
+		return err
+	}
+	if err := fl.Close(); err != nil {
+		return err
+	}
+	return syncDir(fs, filepath.Dir(path))
+}
+
+// syncDir makes a directory's entries durable.
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close closes the database.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db == nil {
+		return ErrClosed
+	}
+	err := f.db.Close()
+	f.db = nil
+	return err
+}
+
+// DB runs fn with the live database under the read lock (for metrics and
+// checkpoint tooling). fn must not keep db.
+func (f *FSM) DB(fn func(db *pebble.DB) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return ErrClosed
+	}
+	return fn(f.db)
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(format string, args ...interface{}) {
+	slog.Error(fmt.Sprintf("pebble: "+format, args...))
+}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	slog.Error(fmt.Sprintf("pebble: fatal: "+format, args...))
+	os.Exit(1)
+}
