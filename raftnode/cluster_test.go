@@ -1,0 +1,275 @@
+package raftnode_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cairn-db/cairn/fsm"
+	"github.com/cairn-db/cairn/fsm/command"
+	"github.com/cairn-db/cairn/internal/faultnet"
+	"github.com/cairn-db/cairn/raftnode"
+)
+
+type member struct {
+	id    string
+	dir   string
+	addr  string
+	net   *faultnet.Layer
+	fsm   *fsm.FSM
+	node  *raftnode.Node
+	peers []raftnode.Peer
+}
+
+type cluster struct {
+	t       *testing.T
+	members []*member
+}
+
+func testConfig(m *member) raftnode.Config {
+	c := raftnode.DefaultConfig()
+	c.NodeID, c.Dir, c.GRPCAddr = m.id, filepath.Join(m.dir, "raft"), "grpc-"+m.id
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
+	c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 1 << 30, time.Hour, 1024
+	c.StreamLayer = m.net
+	c.Bootstrap = m.peers
+	return c
+}
+
+func (m *member) start(t *testing.T) {
+	t.Helper()
+	if m.net == nil {
+		sl, err := raftnode.NewTCPStreamLayer(m.addrOr("127.0.0.1:0"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.net = faultnet.Wrap(sl)
+		m.addr = sl.Addr().String()
+	}
+	f, err := fsm.Open(fsm.DefaultConfig(filepath.Join(m.dir, "state")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := raftnode.New(testConfig(m), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.fsm, m.node = f, n
+}
+
+func (m *member) addrOr(def string) string {
+	if m.addr != "" {
+		return m.addr
+	}
+	return def
+}
+
+func (m *member) stop() {
+	if m.node != nil {
+		_ = m.node.Shutdown()
+		_ = m.fsm.Close()
+		m.node, m.fsm, m.net = nil, nil, nil
+	}
+}
+
+func newCluster(t *testing.T, n int) *cluster {
+	c := &cluster{t: t}
+	for i := 1; i <= n; i++ {
+		m := &member{id: fmt.Sprintf("n%d", i), dir: t.TempDir()}
+		sl, err := raftnode.NewTCPStreamLayer("127.0.0.1:0", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.net, m.addr = faultnet.Wrap(sl), sl.Addr().String()
+		c.members = append(c.members, m)
+	}
+	var peers []raftnode.Peer
+	for _, m := range c.members {
+		peers = append(peers, raftnode.Peer{ID: m.id, Addr: m.addr})
+	}
+	for _, m := range c.members {
+		m.peers = peers
+		m.start(t)
+	}
+	t.Cleanup(func() {
+		for _, m := range c.members {
+			m.stop()
+		}
+	})
+	return c
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (c *cluster) leader(exclude ...*member) *member {
+	c.t.Helper()
+	var l *member
+	waitFor(c.t, "a ready leader", 10*time.Second, func() bool {
+		for _, m := range c.members {
+			skip := m.node == nil
+			for _, e := range exclude {
+				skip = skip || e == m
+			}
+			if !skip && m.node.Ready() {
+				l = m
+				return true
+			}
+		}
+		return false
+	})
+	return l
+}
+
+func addCmd(key string, n int64) []byte {
+	return command.MustEncode(&command.Command{Type: command.TypeBatch, Batch: &command.Batch{
+		Ops: []command.Op{{Kind: command.OpAdd, Key: []byte(key), Num: n}}}})
+}
+
+func linearizableGet(ctx context.Context, m *member, key string) (fsm.Value, error) {
+	idx, err := m.node.ReadIndex(ctx)
+	if err != nil {
+		return fsm.Value{}, err
+	}
+	if err := m.node.WaitApplied(ctx, idx); err != nil {
+		return fsm.Value{}, err
+	}
+	v, _, err := m.fsm.Get([]byte(key))
+	return v, err
+}
+
+func TestElectionReplicationFailover(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.leader()
+	ctx := context.Background()
+	acked := int64(0)
+	for i := 0; i < 50; i++ {
+		res, err := l.node.Apply(ctx, addCmd("n", 1))
+		if err != nil || !res.OK() {
+			t.Fatalf("apply %d: %v %+v", i, err, res)
+		}
+		acked++
+	}
+	// Every replica converges to the same applied index and value.
+	target := l.node.Status().CommitIndex
+	for _, m := range c.members {
+		waitFor(t, m.id+" to apply", 5*time.Second, func() bool { return m.fsm.AppliedIndex() >= target })
+		if v, _, _ := m.fsm.Get([]byte("n")); v.Int != acked {
+			t.Fatalf("%s has n=%d want %d", m.id, v.Int, acked)
+		}
+	}
+	// A follower refuses writes with a leader hint.
+	for _, m := range c.members {
+		if m != l {
+			_, err := m.node.Apply(ctx, addCmd("n", 1))
+			var nl *raftnode.NotLeaderError
+			if !errors.As(err, &nl) || nl.LeaderID != l.id {
+				t.Fatalf("follower apply: %v", err)
+			}
+			break
+		}
+	}
+	// Kill the leader: a new one takes over and every acknowledged write is
+	// readable linearizably from it.
+	l.stop()
+	l2 := c.leader(l)
+	v, err := linearizableGet(ctx, l2, "n")
+	if err != nil || v.Int != acked {
+		t.Fatalf("after failover n=%d err=%v want %d", v.Int, err, acked)
+	}
+	if _, err := l2.node.Apply(ctx, addCmd("n", 1)); err != nil {
+		t.Fatal(err)
+	}
+	acked++
+	// The old leader restarts and catches up.
+	l.start(t)
+	target = l2.node.Status().CommitIndex
+	waitFor(t, "restarted node to catch up", 10*time.Second, func() bool { return l.fsm.AppliedIndex() >= target })
+	if v, _, _ := l.fsm.Get([]byte("n")); v.Int != acked {
+		t.Fatalf("restarted node n=%d want %d", v.Int, acked)
+	}
+}
+
+func TestPartitionedLeaderCannotServeLinearizableRead(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.leader()
+	ctx := context.Background()
+	if _, err := l.node.Apply(ctx, addCmd("n", 1)); err != nil {
+		t.Fatal(err)
+	}
+	l.net.Isolate(true)
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err := linearizableGet(rctx, l, "n")
+	cancel()
+	if err == nil {
+		t.Fatal("isolated leader served a linearizable read")
+	}
+	// The majority elects a new leader and moves on.
+	l2 := c.leader(l)
+	if _, err := l2.node.Apply(ctx, addCmd("n", 10)); err != nil {
+		t.Fatal(err)
+	}
+	// Still isolated, the old node must not serve a linearizable or lease read.
+	rctx, cancel = context.WithTimeout(ctx, time.Second)
+	if _, err := l.node.LeaseIndex(rctx); err == nil {
+		t.Fatal("isolated old leader served a lease read after a new leader was elected")
+	}
+	cancel()
+	l.net.Isolate(false)
+	target := l2.node.Status().CommitIndex
+	waitFor(t, "healed node to catch up", 10*time.Second, func() bool { return l.fsm.AppliedIndex() >= target })
+	if v, _, _ := l.fsm.Get([]byte("n")); v.Int != 11 {
+		t.Fatalf("healed node n=%d", v.Int)
+	}
+}
+
+func TestMembershipAndTransfer(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.leader()
+	var target *member
+	for _, m := range c.members {
+		if m != l {
+			target = m
+			break
+		}
+	}
+	if err := l.node.TransferLeadership(target.id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "transfer", 10*time.Second, func() bool { return target.node.Ready() })
+	// Add a fourth node (empty) as non-voter, then promote, then remove.
+	m4 := &member{id: "n4", dir: t.TempDir()}
+	m4.start(t)
+	t.Cleanup(m4.stop)
+	if err := target.node.AddMember("n4", m4.addr, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := target.node.Apply(context.Background(), addCmd("x", 3)); err != nil {
+		t.Fatal(err)
+	}
+	idx := target.node.Status().CommitIndex
+	waitFor(t, "n4 catch up", 10*time.Second, func() bool { return m4.fsm.AppliedIndex() >= idx })
+	ms, _ := target.node.Members()
+	if len(ms) != 4 {
+		t.Fatalf("members %v", ms)
+	}
+	if err := target.node.RemoveMember("n4"); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ = target.node.Members()
+	if len(ms) != 3 {
+		t.Fatalf("members after remove %v", ms)
+	}
+}

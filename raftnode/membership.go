@@ -1,0 +1,132 @@
+package raftnode
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Member is one server of the raft configuration.
+type Member struct {
+	ID    string
+	Addr  string
+	Voter bool
+}
+
+// Members returns the current raft configuration.
+func (n *Node) Members() ([]Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, n.translate(err)
+	}
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddMember adds a voter (or non-voter) at run time. Leader only. Adding a
+// member that is already present with the same address and role is a no-op.
+func (n *Node) AddMember(id, addr string, voter bool) error {
+	if !n.IsLeader() {
+		return n.notLeader()
+	}
+	var f raft.IndexFuture
+	if voter {
+		f = n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 30*time.Second)
+	} else {
+		f = n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 30*time.Second)
+	}
+	if err := f.Error(); err != nil {
+		return n.translate(err)
+	}
+	return nil
+}
+
+// RemoveMember removes a server. Leader only.
+func (n *Node) RemoveMember(id string) error {
+	if !n.IsLeader() {
+		return n.notLeader()
+	}
+	ms, err := n.Members()
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, m := range ms {
+		found = found || m.ID == id
+	}
+	if !found {
+		return fmt.Errorf("raftnode: no member %q", id)
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error(); err != nil {
+		return n.translate(err)
+	}
+	return nil
+}
+
+// TransferLeadership hands leadership to id, or to the most up-to-date
+// follower when id is empty. Leader only.
+func (n *Node) TransferLeadership(id string) error {
+	if !n.IsLeader() {
+		return n.notLeader()
+	}
+	var f raft.Future
+	if id == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		ms, err := n.Members()
+		if err != nil {
+			return err
+		}
+		addr := ""
+		for _, m := range ms {
+			if m.ID == id {
+				addr = m.Addr
+			}
+		}
+		if addr == "" {
+			return fmt.Errorf("raftnode: no member %q", id)
+		}
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr))
+	}
+	if err := f.Error(); err != nil {
+		return n.translate(err)
+	}
+	return nil
+}
+
+// Status is this node's view of itself.
+type Status struct {
+	ID           string
+	RaftAddr     string
+	Role         string // leader, follower, candidate, shutdown
+	Term         uint64
+	CommitIndex  uint64
+	AppliedIndex uint64 // the FSM's
+	LastIndex    uint64
+	LeaderID     string
+	Ready        bool
+	LastContact  time.Time
+}
+
+// Status reports this node's raft state.
+func (n *Node) Status() Status {
+	lid, _ := n.Leader()
+	role := "follower"
+	switch n.raft.State() {
+	case raft.Leader:
+		role = "leader"
+	case raft.Candidate:
+		role = "candidate"
+	case raft.Shutdown:
+		role = "shutdown"
+	}
+	return Status{
+		ID: n.cfg.NodeID, RaftAddr: string(n.trans.LocalAddr()), Role: role,
+		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.AppliedIndex(),
+		LastIndex: n.raft.LastIndex(), LeaderID: lid, Ready: n.Ready(), LastContact: n.raft.LastContact(),
+	}
+}
