@@ -342,4 +342,3 @@ func (a *applier) sweep(t *txn, ent Entry) error {
 }
 
 func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
-

@@ -404,7 +404,7 @@ func (f *FSM) DB(fn func(db *pebble.DB) error) error {
 
 type quietLogger struct{}
 
-func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Infof(string, ...interface{}) {}
 func (quietLogger) Errorf(format string, args ...interface{}) {
 	slog.Error(fmt.Sprintf("pebble: "+format, args...))
 }

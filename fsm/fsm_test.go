@@ -42,7 +42,9 @@ func ops(p *command.Producer, offsets []command.Offset, o ...command.Op) *comman
 	return &command.Command{Type: command.TypeBatch, Batch: &command.Batch{Producer: p, Ops: o, Offsets: offsets}}
 }
 
-func add(k string, n int64) command.Op { return command.Op{Kind: command.OpAdd, Key: []byte(k), Num: n} }
+func add(k string, n int64) command.Op {
+	return command.Op{Kind: command.OpAdd, Key: []byte(k), Num: n}
+}
 
 func register(name string) *command.Command {
 	return &command.Command{Type: command.TypeRegisterProducer, RegisterProducer: &command.RegisterProducer{Name: name}}

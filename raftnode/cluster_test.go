@@ -33,7 +33,7 @@ func testConfig(m *member) raftnode.Config {
 	c := raftnode.DefaultConfig()
 	c.NodeID, c.Dir, c.GRPCAddr = m.id, filepath.Join(m.dir, "raft"), "grpc-"+m.id
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
-	c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 1 << 30, time.Hour, 1024
+	c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 1<<30, time.Hour, 1024
 	c.StreamLayer = m.net
 	c.Bootstrap = m.peers
 	return c

@@ -398,4 +398,3 @@ func (n *Node) Shutdown() error {
 	}
 	return err
 }
-
