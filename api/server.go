@@ -1,0 +1,211 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/cairn-db/cairn/api/cairnpb"
+	"github.com/cairn-db/cairn/fsm"
+	"github.com/cairn-db/cairn/fsm/command"
+	"github.com/cairn-db/cairn/raftnode"
+)
+
+// Raft is what the handlers need of the consensus layer; *raftnode.Node
+// implements it.
+type Raft interface {
+	Apply(ctx context.Context, data []byte) (*command.Result, error)
+	ReadIndex(ctx context.Context) (uint64, error)
+	LeaseIndex(ctx context.Context) (uint64, error)
+	WaitApplied(ctx context.Context, index uint64) error
+	Leader() (id, addr string)
+	IsLeader() bool
+	Status() raftnode.Status
+	Members() ([]raftnode.Member, error)
+	AddMember(id, addr string, voter bool) error
+	RemoveMember(id string) error
+	TransferLeadership(id string) error
+}
+
+// State is what the handlers read; *fsm.FSM implements it.
+type State interface {
+	Get(key []byte) (fsm.Value, uint64, error)
+	Scan(req fsm.ScanRequest) ([]fsm.KV, []byte, uint64, error)
+	Producer(name string) (*fsm.ProducerInfo, error)
+	NodeAddrs() (map[string]string, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	NodeID   string
+	GRPCAddr string // this node's advertised client address
+	Limits   Limits
+	Logger   *slog.Logger
+	// ForwardTimeout bounds a call forwarded to the leader when the
+	// caller set no deadline.
+	ForwardTimeout time.Duration
+	// PID reported by Status (the process id; tests may fake it).
+	PID int64
+}
+
+// DefaultConfig returns defaults.
+func DefaultConfig() Config {
+	return Config{Limits: DefaultLimits(), ForwardTimeout: 30 * time.Second}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.NodeID == "" {
+		return fmt.Errorf("api: NodeID is required")
+	}
+	return c.Limits.Validate()
+}
+
+// Server implements the cairn gRPC services on one node.
+type Server struct {
+	pb.UnimplementedKVServer
+	pb.UnimplementedProducerServer
+	pb.UnimplementedClusterServer
+
+	cfg   Config
+	raft  Raft
+	state State
+	log   *slog.Logger
+
+	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn // peer gRPC address -> conn (forwarding, status)
+}
+
+// NewServer returns a Server over a raft node and its state machine.
+func NewServer(cfg Config, r Raft, s State) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	l := cfg.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	return &Server{cfg: cfg, raft: r, state: s, log: l, conns: map[string]*grpc.ClientConn{}}, nil
+}
+
+// Register adds the services to g.
+func (s *Server) Register(g *grpc.Server) {
+	pb.RegisterKVServer(g, s)
+	pb.RegisterProducerServer(g, s)
+	pb.RegisterClusterServer(g, s)
+}
+
+// Close releases peer connections.
+func (s *Server) Close() error {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	for a, c := range s.conns {
+		_ = c.Close()
+		delete(s.conns, a)
+	}
+	return nil
+}
+
+func (s *Server) peerConn(addr string) (*grpc.ClientConn, error) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if c, ok := s.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	s.conns[addr] = c
+	return c, nil
+}
+
+const (
+	mdForwarded = "cairn-forwarded"
+	// MDLeader is the response header naming the leader's gRPC address when
+	// a call was forwarded, so clients can go there directly next time.
+	MDLeader = "cairn-leader"
+)
+
+// leaderConn returns a connection to the leader, for forwarding. It fails
+// with the original error when the call was already forwarded once (no
+// loops) or the leader's address is not known yet.
+func (s *Server) leaderConn(ctx context.Context, cause error) (*grpc.ClientConn, string, error) {
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(mdForwarded)) > 0 {
+		return nil, "", cause
+	}
+	id, _ := s.raft.Leader()
+	if id == "" || id == s.cfg.NodeID {
+		return nil, "", cause
+	}
+	addrs, err := s.state.NodeAddrs()
+	if err != nil || addrs[id] == "" {
+		return nil, "", cause
+	}
+	c, err := s.peerConn(addrs[id])
+	if err != nil {
+		return nil, "", cause
+	}
+	return c, addrs[id], nil
+}
+
+// forward sends the call to the leader when this node cannot serve it.
+// newC builds the service client and call is the method expression, e.g.
+// forward(s, ctx, err, req, pb.NewKVClient, pb.KVClient.Put).
+func forward[C, Req, Resp any](s *Server, ctx context.Context, cause error, req Req,
+	newC func(grpc.ClientConnInterface) C, call func(C, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	var zero Resp
+	conn, addr, err := s.leaderConn(ctx, cause)
+	if err != nil {
+		return zero, toStatus(err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.ForwardTimeout)
+		defer cancel()
+	}
+	out := metadata.AppendToOutgoingContext(ctx, mdForwarded, s.cfg.NodeID)
+	resp, err := call(newC(conn), out, req)
+	if err == nil {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(MDLeader, addr))
+	}
+	return resp, err
+}
+
+// isRedirect reports whether err means "ask the leader".
+func isRedirect(err error) bool { return errors.Is(err, raftnode.ErrNotLeader) }
+
+// apply submits an encoded command; a follower forwards via fwd.
+func (s *Server) apply(ctx context.Context, c *command.Command) (*command.Result, error) {
+	data, err := command.Encode(c)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	return s.raft.Apply(ctx, data)
+}
+
+// readBarrier makes the local state fit to serve a read at consistency c,
+// or returns a not-leader error for the caller to forward.
+func (s *Server) readBarrier(ctx context.Context, c pb.Consistency) error {
+	var idx uint64
+	var err error
+	switch c {
+	case pb.Consistency_STALE:
+		return nil
+	case pb.Consistency_LEASE:
+		idx, err = s.raft.LeaseIndex(ctx)
+	default:
+		idx, err = s.raft.ReadIndex(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	return s.raft.WaitApplied(ctx, idx)
+}

@@ -1,0 +1,249 @@
+// Package node assembles one cairn server: the Pebble state machine, the
+// raft node, the gRPC API and the HTTP endpoints (metrics, health, pprof).
+// cmd/cairn serve parses flags into a Config and calls Start; tests start
+// whole in-process clusters the same way on port 0.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/cairn-db/cairn/api"
+	"github.com/cairn-db/cairn/fsm"
+	"github.com/cairn-db/cairn/raftnode"
+)
+
+// Config is everything one node needs.
+type Config struct {
+	NodeID  string
+	DataDir string
+	// Listen addresses; port 0 picks a free port (see Node.*Addr for the result).
+	RaftAddr string
+	GRPCAddr string
+	HTTPAddr string // "" disables the HTTP endpoints
+	// Advertised addresses (default: the bound ones).
+	RaftAdvertise string
+	GRPCAdvertise string
+	Bootstrap     []raftnode.Peer
+	Raft          raftnode.Config // timeouts and thresholds; identity fields are filled from above
+	FSM           fsm.ApplierConfig
+	Limits        api.Limits
+	// RaftStream, if set, replaces the TCP raft listener (fault tests).
+	RaftStream raft.StreamLayer
+	Logger     *slog.Logger
+}
+
+// DefaultConfig returns defaults.
+func DefaultConfig() Config {
+	return Config{Raft: raftnode.DefaultConfig(), FSM: fsm.DefaultApplierConfig(), Limits: api.DefaultLimits()}
+}
+
+// Node is a running cairn server.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	FSM      *fsm.FSM
+	Raft     *raftnode.Node
+	API      *api.Server
+	grpc     *grpc.Server
+	grpcLn   net.Listener
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	health   *health.Server
+	registry *prometheus.Registry
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// Start opens the state, starts raft, and serves gRPC (and HTTP).
+func Start(cfg Config) (n *Node, err error) {
+	if cfg.NodeID == "" || cfg.DataDir == "" {
+		return nil, errors.New("node: NodeID and DataDir are required")
+	}
+	l := cfg.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	n = &Node{cfg: cfg, log: l.With("node", cfg.NodeID)}
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
+	// Listen first so that advertised addresses are known (port 0).
+	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("node: listen grpc %s: %w", cfg.GRPCAddr, err)
+	}
+	grpcAdv := cfg.GRPCAdvertise
+	if grpcAdv == "" {
+		grpcAdv = n.grpcLn.Addr().String()
+	}
+	fcfg := fsm.DefaultConfig(filepath.Join(cfg.DataDir, "state"))
+	fcfg.Applier, fcfg.Logger = cfg.FSM, n.log
+	if n.FSM, err = fsm.Open(fcfg); err != nil {
+		return nil, err
+	}
+	rc := cfg.Raft
+	rc.NodeID, rc.Dir, rc.RaftAddr, rc.AdvertiseAddr = cfg.NodeID, filepath.Join(cfg.DataDir, "raft"), cfg.RaftAddr, cfg.RaftAdvertise
+	rc.GRPCAddr, rc.Bootstrap, rc.Logger, rc.StreamLayer = grpcAdv, cfg.Bootstrap, n.log, cfg.RaftStream
+	if n.Raft, err = raftnode.New(rc, n.FSM); err != nil {
+		return nil, err
+	}
+	acfg := api.DefaultConfig()
+	acfg.NodeID, acfg.GRPCAddr, acfg.Limits, acfg.Logger = cfg.NodeID, grpcAdv, cfg.Limits, n.log
+	if n.API, err = api.NewServer(acfg, n.Raft, n.FSM); err != nil {
+		return nil, err
+	}
+	n.registry = prometheus.NewRegistry()
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newCollector(n))
+	metrics := newGRPCMetrics(n.registry)
+	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(metrics.unary), grpc.MaxRecvMsgSize(8<<20))
+	n.API.Register(n.grpc)
+	n.health = health.NewServer()
+	healthpb.RegisterHealthServer(n.grpc, n.health)
+	reflection.Register(n.grpc)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(3)
+	go func() { defer n.wg.Done(); _ = n.grpc.Serve(n.grpcLn) }()
+	go func() { defer n.wg.Done(); n.API.AnnounceLoop(ctx) }()
+	go func() { defer n.wg.Done(); n.healthLoop(ctx) }()
+	if cfg.HTTPAddr != "" {
+		if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("node: listen http %s: %w", cfg.HTTPAddr, err)
+		}
+		n.httpSrv = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.httpLn) }()
+	}
+	return n, nil
+}
+
+// GRPCAddr is the bound gRPC address.
+func (n *Node) GRPCAddr() string { return n.grpcLn.Addr().String() }
+
+// HTTPAddr is the bound HTTP address ("" when disabled).
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+// Ready reports whether the node is serving and caught up: a leader is
+// known, the state machine is healthy, and it has applied what it knows
+// to be committed (within maxLag entries).
+func (n *Node) Ready() (bool, string) {
+	const maxLag = 1000
+	st := n.Raft.Status()
+	switch {
+	case n.FSM.Err() != nil:
+		return false, "state machine stopped: " + n.FSM.Err().Error()
+	case st.LeaderID == "":
+		return false, "no leader known"
+	case st.Role == "leader" && !st.Ready:
+		return false, "leader catching up"
+	case st.AppliedIndex+maxLag < st.CommitIndex:
+		return false, fmt.Sprintf("applying: %d of %d", st.AppliedIndex, st.CommitIndex)
+	}
+	return true, "ok"
+}
+
+func (n *Node) healthLoop(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ok, _ := n.Ready(); ok {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		n.health.SetServingStatus("", st)
+		n.health.SetServingStatus("cairn.v1.KV", st)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.FSM.Err(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := n.Ready()
+		if !ok {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// Stop shuts everything down in reverse order. Safe to call twice.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		if n.cancel != nil {
+			n.cancel()
+		}
+		if n.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = n.httpSrv.Shutdown(ctx)
+			cancel()
+		}
+		if n.grpc != nil {
+			stopped := make(chan struct{})
+			go func() { n.grpc.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(2 * time.Second):
+				n.grpc.Stop()
+			}
+		} else if n.grpcLn != nil {
+			_ = n.grpcLn.Close()
+		}
+		if n.API != nil {
+			_ = n.API.Close()
+		}
+		if n.Raft != nil {
+			if err := n.Raft.Shutdown(); err != nil {
+				n.log.Warn("raft shutdown", "err", err)
+			}
+		}
+		n.wg.Wait()
+		if n.FSM != nil {
+			_ = n.FSM.Close()
+		}
+	})
+}
