@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "cairn",
+		Short:         "cairn: a Raft-replicated state store for stream processors",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCmd())
+	for _, add := range extraCommands {
+		root.AddCommand(add())
+	}
+	return root
+}
+
+// extraCommands are registered by the other subcommand files' init.
+var extraCommands []func() *cobra.Command
+
+// bindEnv makes every flag of fs readable from CAIRN_<FLAG> (dashes become
+// underscores) when it was not given on the command line.
+func bindEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		env := "CAIRN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			err = fs.Set(f.Name, v)
+		}
+	})
+	return err
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-db/cairn/internal/node"
+	"github.com/cairn-db/cairn/raftnode"
+)
+
+func newServeCmd() *cobra.Command {
+	cfg := node.DefaultConfig()
+	var bootstrap, join, logLevel string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run one cairn node",
+		Long: `Run one cairn node. A new cluster starts with the same --bootstrap list on every
+node; a node added later starts with --join pointing at any member's gRPC address.
+Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			peers, err := parsePeers(bootstrap)
+			if err != nil {
+				return err
+			}
+			cfg.Bootstrap = peers
+			if cfg.NodeID == "" || cfg.DataDir == "" {
+				return fmt.Errorf("--node-id and --data-dir are required")
+			}
+			n, err := node.Start(cfg)
+			if err != nil {
+				return err
+			}
+			defer n.Stop()
+			cfg.Logger.Info("cairn node serving", "node", cfg.NodeID, "grpc", n.GRPCAddr(), "raft", cfg.RaftAddr, "http", n.HTTPAddr(), "pid", os.Getpid())
+			if join != "" {
+				if err := joinCluster(cmd.Context(), join, cfg, n.GRPCAddr()); err != nil {
+					return err
+				}
+			}
+			<-cmd.Context().Done()
+			cfg.Logger.Info("shutting down")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.NodeID, "node-id", "", "unique node id (required)")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the raft log and state (required)")
+	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7201", "raft listen address host:port")
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:7101", "gRPC listen address host:port")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:7301", "HTTP address for /metrics, /healthz, /readyz, /debug/pprof (empty disables)")
+	f.StringVar(&cfg.RaftAdvertise, "raft-advertise", "", "raft address peers dial (default: --raft-addr)")
+	f.StringVar(&cfg.GRPCAdvertise, "grpc-advertise", "", "gRPC address clients and peers use (default: --grpc-addr)")
+	f.StringVar(&bootstrap, "bootstrap", "", "initial members n1=RAFTADDR,n2=RAFTADDR,... (same on every node of a new cluster)")
+	f.StringVar(&join, "join", "", "gRPC address of a member to join through (for a node added to a running cluster)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&cfg.Raft.HeartbeatTimeout, "heartbeat-timeout", cfg.Raft.HeartbeatTimeout, "raft heartbeat timeout")
+	f.DurationVar(&cfg.Raft.ElectionTimeout, "election-timeout", cfg.Raft.ElectionTimeout, "raft election timeout")
+	f.DurationVar(&cfg.Raft.LeaderLeaseTimeout, "leader-lease-timeout", cfg.Raft.LeaderLeaseTimeout, "raft leader lease timeout")
+	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries since the last checkpoint that trigger a new one")
+	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", cfg.Raft.SnapshotInterval, "how often to check whether a checkpoint is due")
+	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a checkpoint for slow followers")
+	f.IntVar(&cfg.Raft.MaxAppendEntries, "max-append-entries", cfg.Raft.MaxAppendEntries, "max entries per AppendEntries and per state-machine batch (1..1024)")
+	f.BoolVar(&cfg.Raft.LogNoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes are NOT durable)")
+	f.IntVar(&cfg.Limits.MaxKeyBytes, "max-key-bytes", cfg.Limits.MaxKeyBytes, "largest key accepted")
+	f.IntVar(&cfg.Limits.MaxValueBytes, "max-value-bytes", cfg.Limits.MaxValueBytes, "largest value accepted")
+	f.IntVar(&cfg.Limits.MaxBatchOps, "max-batch-ops", cfg.Limits.MaxBatchOps, "most operations in one batch or commit")
+	f.IntVar(&cfg.Limits.MaxRequestBytes, "max-request-bytes", cfg.Limits.MaxRequestBytes, "largest request accepted")
+	return cmd
+}
+
+// parsePeers parses n1=host:port,n2=host:port.
+func parsePeers(s string) ([]raftnode.Peer, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []raftnode.Peer
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--bootstrap: %q is not ID=HOST:PORT", part)
+		}
+		out = append(out, raftnode.Peer{ID: id, Addr: addr})
+	}
+	return out, nil
+}
+
