@@ -15,6 +15,7 @@ import (
 	pb "github.com/cairn-db/cairn/api/cairnpb"
 	"github.com/cairn-db/cairn/fsm"
 	"github.com/cairn-db/cairn/fsm/command"
+	"github.com/cairn-db/cairn/internal/faulty"
 	"github.com/cairn-db/cairn/raftnode"
 )
 
@@ -188,6 +189,11 @@ func (s *Server) apply(ctx context.Context, c *command.Command) (*command.Result
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
+	if faulty.Enabled(faulty.AckBeforeCommit) && s.raft.IsLeader() && c.Type == command.TypeBatch {
+		// Planted bug: acknowledge as soon as the entry is handed to raft.
+		go func() { _, _ = s.raft.Apply(context.WithoutCancel(ctx), data) }()
+		return &command.Result{Nums: make([]int64, len(c.Batch.Ops))}, nil
+	}
 	return s.raft.Apply(ctx, data)
 }
 
@@ -196,10 +202,10 @@ func (s *Server) apply(ctx context.Context, c *command.Command) (*command.Result
 func (s *Server) readBarrier(ctx context.Context, c pb.Consistency) error {
 	var idx uint64
 	var err error
-	switch c {
-	case pb.Consistency_STALE:
+	switch {
+	case c == pb.Consistency_STALE, faulty.Enabled(faulty.StaleRead):
 		return nil
-	case pb.Consistency_LEASE:
+	case c == pb.Consistency_LEASE:
 		idx, err = s.raft.LeaseIndex(ctx)
 	default:
 		idx, err = s.raft.ReadIndex(ctx)

@@ -257,7 +257,7 @@ func TestProducerExpiryIsLogTimeDriven(t *testing.T) {
 	lg := newLogger()
 	reg := applyOne(t, f, lg.next(register("idle")))
 	p := &command.Producer{ID: reg.Producer, Epoch: 1, Seq: 1}
-	applyOne(t, f, lg.next(ops(p, []command.Offset{{"s", 5}}, add("k", 1))))
+	applyOne(t, f, lg.next(ops(p, []command.Offset{{Source: "s", Offset: 5}}, add("k", 1))))
 	lg.now = lg.now.Add(7*24*time.Hour + 2*time.Hour) // log time passes, not the local clock
 	applyOne(t, f, lg.next(put("other", "x")))
 	p2 := *p
@@ -359,7 +359,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	reg := applyOne(t, src, lg.next(register("op")))
 	for i := 0; i < 100; i++ {
 		applyOne(t, src, lg.next(ops(&command.Producer{ID: reg.Producer, Epoch: 1, Seq: uint64(i + 1)},
-			[]command.Offset{{"in", int64(i)}}, add(fmt.Sprintf("k%d", i%7), 1))))
+			[]command.Offset{{Source: "in", Offset: int64(i)}}, add(fmt.Sprintf("k%d", i%7), 1))))
 	}
 	snap, err := src.Snapshot()
 	if err != nil {

@@ -64,8 +64,8 @@ func TestCompressionKicksIn(t *testing.T) {
 }
 
 func TestOffsetsCanonicalOrder(t *testing.T) {
-	a := &Command{Type: TypeBatch, Batch: &Batch{Offsets: []Offset{{"x", 1}, {"a", 2}}}}
-	b := &Command{Type: TypeBatch, Batch: &Batch{Offsets: []Offset{{"a", 2}, {"x", 1}}}}
+	a := &Command{Type: TypeBatch, Batch: &Batch{Offsets: []Offset{{Source: "x", Offset: 1}, {Source: "a", Offset: 2}}}}
+	b := &Command{Type: TypeBatch, Batch: &Batch{Offsets: []Offset{{Source: "a", Offset: 2}, {Source: "x", Offset: 1}}}}
 	if !bytes.Equal(MustEncode(a), MustEncode(b)) {
 		t.Fatal("offset order changes the encoding")
 	}
