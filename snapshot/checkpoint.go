@@ -1,0 +1,178 @@
+package snapshot
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
+)
+
+// Checkpointer is the fsm.Checkpointer of a Store: Snapshot takes a Pebble
+// checkpoint and Persist turns it into a manifest; Restore installs a
+// manifest, fetching only the files the store lacks. (It satisfies
+// fsm.Checkpointer structurally; snapshot does not import fsm, so that fsm
+// may default to it without a cycle.)
+type Checkpointer struct {
+	s *Store
+}
+
+// Checkpointer returns the store's fsm.Checkpointer. Use it together with
+// the Store as raft's SnapshotStore: GC of the file store relies on the
+// manifests the store holds.
+func (s *Store) Checkpointer() *Checkpointer { return &Checkpointer{s: s} }
+
+// Snapshot runs on the FSM goroutine with db quiescent at index. Its cost
+// does not depend on the state size: Pebble hard-links the SSTs, copies
+// OPTIONS and MANIFEST and the (synced) WAL. Checksums and the manifest are
+// computed later, in Persist, while applies continue.
+func (c *Checkpointer) Snapshot(db *pebble.DB, index, term uint64) (raft.FSMSnapshot, error) {
+	s := c.s
+	start := s.cfg.Now()
+	dir := filepath.Join(s.scratch, fmt.Sprintf("ckpt-%020d-%d-%d", index, term, start.UnixNano()))
+	if err := db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("snapshot: pebble checkpoint at %d: %w", index, err)
+	}
+	snap := &fsmSnapshot{s: s, dir: dir, start: start, m: Manifest{
+		Format: ManifestFormat, Index: index, Term: term,
+		Source:       Source{NodeID: s.cfg.NodeID, Addr: s.cfg.Addr},
+		Created:      start.UTC(),
+		PebbleFormat: uint64(db.FormatMajorVersion()),
+	}}
+	if s.cfg.Extra != nil {
+		extra, err := s.cfg.Extra(db, index, term)
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("snapshot: extra manifest data: %w", err)
+		}
+		snap.m.Extra = extra
+	}
+	snap.pause = s.cfg.Now().Sub(start)
+	return snap, nil
+}
+
+type fsmSnapshot struct {
+	s     *Store
+	dir   string
+	start time.Time
+	pause time.Duration
+	m     Manifest
+}
+
+// Persist checksums the checkpoint's files (reading only those whose
+// identity is not cached), adds them to the content store, and writes the
+// manifest to the sink.
+func (p *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	st, err := p.persist(sink)
+	st.Err = err
+	p.s.metrics.CheckpointCreated(st)
+	if err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return nil
+}
+
+func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
+	s := p.s
+	m := &p.m
+	m.ID = sink.ID()
+	st := CheckpointStats{ID: m.ID, Index: m.Index, Term: m.Term, PauseTime: p.pause}
+	ents, err := os.ReadDir(p.dir)
+	if err != nil {
+		return st, err
+	}
+	paths := map[string]string{}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			return st, fmt.Errorf("snapshot: checkpoint holds %q, which is not a regular file", e.Name())
+		}
+		path := filepath.Join(p.dir, e.Name())
+		sum, size, hashed, err := s.files.checksum(path, immutable(e.Name()))
+		if err != nil {
+			return st, err
+		}
+		if hashed {
+			st.HashedBytes += size
+		}
+		m.Files = append(m.Files, File{Name: e.Name(), Size: size, Checksum: sum})
+		paths[e.Name()] = path
+		m.StateBytes += size
+	}
+	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
+	s.hold(m.Files)
+	defer s.release(m.Files) // after sink.Close: the committed manifest references them
+	for _, f := range m.Files {
+		added, err := s.files.add(paths[f.Name], f)
+		if err != nil {
+			return st, fmt.Errorf("snapshot: store %s: %w", f.Name, err)
+		}
+		if added {
+			st.StoredFiles++
+			st.StoredBytes += f.Size
+		}
+	}
+	if err := syncDir(s.files.dir); err != nil {
+		return st, err
+	}
+	prev := s.latestInstalled()
+	if prev != nil {
+		m.Previous = prev.ID
+	}
+	prevSums := map[string]bool{}
+	if prev != nil {
+		for _, f := range prev.Files {
+			prevSums[f.Checksum] = true
+		}
+	}
+	for _, f := range m.Files {
+		if prevSums[f.Checksum] {
+			m.SharedFiles++
+			m.SharedBytes += f.Size
+		} else {
+			m.NewFiles++
+			m.NewBytes += f.Size
+		}
+	}
+	m.Duration = s.cfg.Now().Sub(p.start)
+	b, err := m.Encode()
+	if err != nil {
+		return st, err
+	}
+	if _, err := sink.Write(b); err != nil {
+		return st, err
+	}
+	if err := sink.Close(); err != nil {
+		return st, err
+	}
+	st.Duration = s.cfg.Now().Sub(p.start)
+	st.Files, st.Bytes = len(m.Files), m.StateBytes
+	st.NewFiles, st.NewBytes, st.SharedFiles, st.SharedBytes = m.NewFiles, m.NewBytes, m.SharedFiles, m.SharedBytes
+	s.log.Info("snapshot: checkpoint created", "id", m.ID, "index", m.Index, "files", st.Files,
+		"bytes", st.Bytes, "new_bytes", st.NewBytes, "hashed_bytes", st.HashedBytes, "took", st.Duration)
+	return st, nil
+}
+
+// Release removes the scratch checkpoint (its files live on in the store).
+func (p *fsmSnapshot) Release() { _ = os.RemoveAll(p.dir) }
+
+// latestInstalled returns the newest installed checkpoint's manifest, or nil.
+func (s *Store) latestInstalled() *Manifest {
+	ents, err := s.entries()
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		if e.pending || e.meta.CheckpointID == "" {
+			continue
+		}
+		if m, err := s.manifest(e); err == nil {
+			return m
+		}
+	}
+	return nil
+}

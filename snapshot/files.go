@@ -1,0 +1,306 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// fileStore is the content-addressed part of the store: files/<checksum>
+// holds complete, verified content; files/<checksum>.partial a download in
+// progress whose length is its resume offset. Nothing else is in files/.
+type fileStore struct {
+	dir        string // <root>/files
+	quarantine string // <root>/quarantine
+
+	mu    sync.Mutex
+	cache map[fileKey]string // identity -> checksum of immutable files
+}
+
+// fileKey identifies file content without reading it. The content store
+// keeps a hard link to every cached inode, so an inode cannot be reused by
+// another file while its entry matters.
+type fileKey struct {
+	dev, ino    uint64
+	size, mtime int64
+}
+
+const partialSuffix = ".partial"
+
+func newFileStore(root string) (*fileStore, error) {
+	s := &fileStore{dir: filepath.Join(root, "files"), quarantine: filepath.Join(root, "quarantine"),
+		cache: map[fileKey]string{}}
+	for _, d := range []string{s.dir, s.quarantine} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return s, s.seed()
+}
+
+// seed fills the checksum cache from the store itself: a file linked in
+// from a live Pebble directory shares its inode with the live SST, so the
+// next checkpoint finds the SST's checksum by identity without reading it.
+func (s *fileStore) seed() error {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !validChecksum(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if k, ok := identity(fi); ok {
+			s.cache[k] = e.Name()
+		}
+	}
+	return nil
+}
+
+func (s *fileStore) path(sum string) string        { return filepath.Join(s.dir, sum) }
+func (s *fileStore) partialPath(sum string) string { return filepath.Join(s.dir, sum+partialSuffix) }
+
+// stat reports whether the complete content f is held.
+func (s *fileStore) stat(f File) (present bool, sizeMismatch bool, err error) {
+	fi, err := os.Stat(s.path(f.Checksum))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	return fi.Size() == f.Size, fi.Size() != f.Size, nil
+}
+
+// checksum returns the checksum of an immutable file, from the cache when
+// its identity is known; hashed reports whether it was read.
+func (s *fileStore) checksum(path string, immutableFile bool) (sum string, size int64, hashed bool, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", 0, false, err
+	}
+	key, ok := identity(fi)
+	if ok && immutableFile {
+		s.mu.Lock()
+		sum, hit := s.cache[key]
+		s.mu.Unlock()
+		if hit {
+			return sum, fi.Size(), false, nil
+		}
+	}
+	sum, n, err := hashFile(path)
+	if err != nil {
+		return "", 0, true, err
+	}
+	if n != fi.Size() {
+		return "", 0, true, fmt.Errorf("snapshot: %s changed size while hashing", path)
+	}
+	if ok && immutableFile {
+		s.remember(key, sum)
+	}
+	return sum, n, true, nil
+}
+
+func (s *fileStore) remember(k fileKey, sum string) {
+	s.mu.Lock()
+	s.cache[k] = sum
+	s.mu.Unlock()
+}
+
+func (s *fileStore) forget(sum string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.cache {
+		if v == sum {
+			delete(s.cache, k)
+		}
+	}
+}
+
+// add puts the content at src (whose checksum is f.Checksum) into the
+// store: a hard link when possible, so the bytes are shared with src. It
+// reports whether the content was new to the store. The caller syncs the
+// directory (once for many adds).
+func (s *fileStore) add(src string, f File) (bool, error) {
+	dst := s.path(f.Checksum)
+	if _, err := os.Lstat(dst); err == nil {
+		return false, nil
+	}
+	err := os.Link(src, dst)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		// Another filesystem, or no hard links: copy through a temporary
+		// name so that files/<checksum> is complete whenever it exists.
+		if err := copyFileAtomic(src, dst); err != nil {
+			return false, err
+		}
+	}
+	if fi, err := os.Stat(dst); err == nil {
+		if k, ok := identity(fi); ok {
+			s.remember(k, f.Checksum)
+		}
+	}
+	return true, nil
+}
+
+// moveAside moves a corrupt file (complete or partial) to quarantine/ and
+// returns its new path.
+func (s *fileStore) moveAside(path, sum string) (string, error) {
+	base := filepath.Base(path)
+	dst := filepath.Join(s.quarantine, fmt.Sprintf("%s.%d", base, time.Now().UnixNano()))
+	if err := os.Rename(path, dst); err != nil {
+		return "", err
+	}
+	s.forget(sum)
+	if err := syncDir(s.dir); err != nil {
+		return dst, err
+	}
+	return dst, syncDir(s.quarantine)
+}
+
+// entries lists what files/ holds: complete files and partial ones by
+// checksum, with their sizes.
+func (s *fileStore) entries() (complete, partial map[string]int64, err error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	complete, partial = map[string]int64{}, map[string]int64{}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		name := e.Name()
+		switch {
+		case validChecksum(name):
+			complete[name] = fi.Size()
+		case strings.HasSuffix(name, partialSuffix) && validChecksum(strings.TrimSuffix(name, partialSuffix)):
+			partial[strings.TrimSuffix(name, partialSuffix)] = fi.Size()
+		default:
+			if strings.HasSuffix(name, ".tmp") {
+				_ = os.Remove(filepath.Join(s.dir, name)) // an interrupted copy
+			}
+		}
+	}
+	return complete, partial, nil
+}
+
+// QuarantinedFile is a file moved aside because its content did not match
+// its checksum.
+type QuarantinedFile struct {
+	Name  string // under <dir>/quarantine
+	Size  int64
+	Moved time.Time
+}
+
+func (s *fileStore) quarantined() ([]QuarantinedFile, error) {
+	ents, err := os.ReadDir(s.quarantine)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]QuarantinedFile, 0, len(ents))
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, QuarantinedFile{Name: e.Name(), Size: fi.Size(), Moved: fi.ModTime()})
+	}
+	return out, nil
+}
+
+// linkOrCopy hard-links src to dst, copying when linking is impossible.
+func linkOrCopy(src, dst string) error {
+	err := os.Link(src, dst)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) && !errors.Is(le.Err, syscall.EXDEV) && !errors.Is(le.Err, syscall.EPERM) &&
+		!errors.Is(le.Err, syscall.EMLINK) && !errors.Is(le.Err, syscall.ENOTSUP) {
+		return err
+	}
+	return copyFile(src, dst)
+}
+
+// copyFile copies src to a new file dst and syncs it.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyBuffer(out, in, make([]byte, 256<<10)); err != nil {
+		_ = out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func copyFileAtomic(src, dst string) error {
+	tmp := dst + ".tmp"
+	_ = os.Remove(tmp)
+	if err := copyFile(src, tmp); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// syncDir makes a directory's entries durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeFileSync writes a small file durably (file and directory synced).
+func writeFileSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}

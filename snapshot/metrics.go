@@ -1,0 +1,196 @@
+package snapshot
+
+import (
+	"sync"
+	"time"
+)
+
+// Metrics receives one event per operation. Implementations must be safe
+// for concurrent use and must not block; Counters is a ready one, and a
+// Prometheus bridge implements this interface (or reads Counters.Totals).
+type Metrics interface {
+	CheckpointCreated(CheckpointStats)
+	InstallDone(InstallStats)
+	FileServed(ServeStats)
+	GCDone(GCStats)
+	ExportDone(ExportStats)
+}
+
+// CheckpointStats describes one checkpoint creation (Snapshot + Persist).
+type CheckpointStats struct {
+	ID          string
+	Index, Term uint64
+	Duration    time.Duration // Snapshot start to manifest written
+	PauseTime   time.Duration // part of it on the FSM goroutine (applies blocked)
+	Files       int
+	Bytes       int64
+	NewFiles    int // not in the previous checkpoint
+	NewBytes    int64
+	SharedFiles int
+	SharedBytes int64
+	HashedBytes int64 // bytes read to compute checksums (cache misses)
+	StoredFiles int   // files added to the content store
+	StoredBytes int64
+	Err         error
+}
+
+// InstallStats describes one install (Restore) on this node.
+type InstallStats struct {
+	CheckpointID     string
+	Index, Term      uint64
+	Duration         time.Duration
+	Files            int
+	Bytes            int64
+	FilesReused      int // already held locally
+	BytesReused      int64
+	FilesFetched     int // fetched (completely or the rest of a partial)
+	BytesFetched     int64
+	FilesResumed     int // fetches that continued a partial file
+	BytesResumed     int64
+	FilesQuarantined int // local copies found corrupt and moved aside
+	Err              error
+}
+
+// ServeStats describes one Fetch served to a peer.
+type ServeStats struct {
+	Checksum string
+	Offset   int64
+	Bytes    int64
+	Err      error
+}
+
+// GCStats describes one retention pass.
+type GCStats struct {
+	SnapshotsDeleted int
+	FilesDeleted     int
+	BytesDeleted     int64
+	Skipped          string // non-empty: why files were not collected
+}
+
+// ExportStats describes one Export.
+type ExportStats struct {
+	ID            string
+	Duration      time.Duration
+	FilesUploaded int
+	BytesUploaded int64
+	FilesSkipped  int // already in the bucket
+	BytesSkipped  int64
+	Err           error
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) CheckpointCreated(CheckpointStats) {}
+func (nopMetrics) InstallDone(InstallStats)          {}
+func (nopMetrics) FileServed(ServeStats)             {}
+func (nopMetrics) GCDone(GCStats)                    {}
+func (nopMetrics) ExportDone(ExportStats)            {}
+
+// Counters accumulates events into Totals.
+type Counters struct {
+	mu sync.Mutex
+	t  Totals
+}
+
+// Totals are cumulative counters plus the last event of each kind.
+type Totals struct {
+	Checkpoints, CheckpointFailures int64
+	CheckpointTime                  time.Duration
+	CheckpointNewBytes              int64
+	CheckpointSharedBytes           int64
+	HashedBytes                     int64
+	LastCheckpoint                  CheckpointStats
+
+	Installs, InstallFailures int64
+	InstallTime               time.Duration
+	FilesFetched, FilesReused int64
+	BytesFetched, BytesReused int64
+	BytesResumed              int64
+	FilesQuarantined          int64
+	LastInstall               InstallStats
+
+	FilesServed, BytesServed, ServeFailures int64
+
+	GCRuns, SnapshotsDeleted, FilesDeleted, BytesDeleted int64
+
+	Exports, ExportFailures      int64
+	BytesExported, FilesExported int64
+	BytesExportSkipped           int64
+}
+
+var _ Metrics = (*Counters)(nil)
+
+// Totals returns a copy of the counters.
+func (c *Counters) Totals() Totals {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *Counters) CheckpointCreated(s CheckpointStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t.LastCheckpoint = s
+	if s.Err != nil {
+		c.t.CheckpointFailures++
+		return
+	}
+	c.t.Checkpoints++
+	c.t.CheckpointTime += s.Duration
+	c.t.CheckpointNewBytes += s.NewBytes
+	c.t.CheckpointSharedBytes += s.SharedBytes
+	c.t.HashedBytes += s.HashedBytes
+}
+
+func (c *Counters) InstallDone(s InstallStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t.LastInstall = s
+	if s.Err != nil {
+		c.t.InstallFailures++
+	} else {
+		c.t.Installs++
+		c.t.InstallTime += s.Duration
+	}
+	// Transfers count even when the install failed: that is what was shipped.
+	c.t.FilesFetched += int64(s.FilesFetched)
+	c.t.BytesFetched += s.BytesFetched
+	c.t.BytesResumed += s.BytesResumed
+	c.t.FilesQuarantined += int64(s.FilesQuarantined)
+	if s.Err == nil {
+		c.t.FilesReused += int64(s.FilesReused)
+		c.t.BytesReused += s.BytesReused
+	}
+}
+
+func (c *Counters) FileServed(s ServeStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t.FilesServed++
+	c.t.BytesServed += s.Bytes
+	if s.Err != nil {
+		c.t.ServeFailures++
+	}
+}
+
+func (c *Counters) GCDone(s GCStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t.GCRuns++
+	c.t.SnapshotsDeleted += int64(s.SnapshotsDeleted)
+	c.t.FilesDeleted += int64(s.FilesDeleted)
+	c.t.BytesDeleted += s.BytesDeleted
+}
+
+func (c *Counters) ExportDone(s ExportStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.Err != nil {
+		c.t.ExportFailures++
+	} else {
+		c.t.Exports++
+	}
+	c.t.BytesExported += s.BytesUploaded
+	c.t.FilesExported += int64(s.FilesUploaded)
+	c.t.BytesExportSkipped += s.BytesSkipped
+}
