@@ -53,7 +53,8 @@ func (c ApplierConfig) Validate() error {
 // state of its own: everything it reads comes from the txn, so the same
 // applier can replay a log offline.
 type applier struct {
-	cfg ApplierConfig
+	cfg     ApplierConfig
+	engines *engineCache
 }
 
 // errStorage wraps a Pebble failure during apply: not a property of the
@@ -89,9 +90,10 @@ func (a *applier) apply(t *txn, ent Entry) (*command.Result, error) {
 			return nil, errStorage{err}
 		}
 		return &command.Result{Index: ent.Index}, nil
-	case command.TypeCreateTable, command.TypeDropTable:
-		return &command.Result{Index: ent.Index, Code: command.CodeInvalid,
-			Message: "windowed tables are not supported by this build"}, nil
+	case command.TypeCreateTable:
+		return a.createTable(t, ent, cmd.CreateTable)
+	case command.TypeDropTable:
+		return a.dropTable(t, ent, cmd.DropTable)
 	}
 	return &command.Result{Index: ent.Index, Code: command.CodeCorrupt,
 		Message: fmt.Sprintf("entry %d: unhandled command type %v", ent.Index, cmd.Type)}, nil
@@ -152,9 +154,20 @@ func (a *applier) applyBatch(t *txn, ent Entry, b *command.Batch) (*command.Resu
 			return res, nil
 		}
 	}
+	tables := map[string]*tableRecord{}
+	msg, err := a.checkWindowOps(t, b.Ops, tables)
+	if err != nil {
+		return nil, errStorage{err}
+	}
 	et := newEntryTx(t)
 	res := &command.Result{Index: ent.Index, Nums: make([]int64, len(b.Ops))}
-	for i := range b.Ops {
+	if msg != "" {
+		res = &command.Result{Index: ent.Index, Code: command.CodeInvalid, Message: msg}
+	}
+	for i := 0; i < len(b.Ops) && res.Code == command.CodeOK; i++ {
+		if b.Ops[i].Kind == command.OpWindowAdd {
+			continue // applied below, once the plain ops are known to succeed
+		}
 		r, err := applyOp(et, &b.Ops[i])
 		if err != nil {
 			return nil, errStorage{err}
@@ -170,6 +183,9 @@ func (a *applier) applyBatch(t *txn, ent Entry, b *command.Batch) (*command.Resu
 		if err := et.commit(); err != nil {
 			return nil, errStorage{err}
 		}
+		if res.Late, err = a.applyWindowOps(t, b.Ops, tables); err != nil {
+			return nil, errStorage{err}
+		}
 	}
 	if rec != nil {
 		// The sequence advances whether or not the ops applied: the outcome
@@ -179,11 +195,29 @@ func (a *applier) applyBatch(t *txn, ent Entry, b *command.Batch) (*command.Resu
 		if res.Code == command.CodeOK {
 			rec.Offsets = mergeOffsets(rec.Offsets, b.Offsets)
 			rec.Watermarks = mergeWatermarks(rec.Watermarks, b.Watermarks)
+			joined := false
+			for name := range tables {
+				n := len(rec.Tables)
+				rec.Tables = addSorted(rec.Tables, name)
+				joined = joined || len(rec.Tables) != n
+			}
+			if len(b.Watermarks) > 0 || joined {
+				if err := a.advanceTables(t, ent, rec, tables); err != nil {
+					return nil, errStorage{err}
+				}
+			}
 		}
 		rec.LastResult = command.EncodeResult(nil, res)
 		rec.LastIndex, rec.LastTimeMs = ent.Index, max(rec.LastTimeMs, ent.TimeMs)
 		if err := t.set(producerIDKey(rec.ID), rec.encode()); err != nil {
 			return nil, errStorage{err}
+		}
+	}
+	if res.Code == command.CodeOK {
+		for _, name := range sortedKeys(tables) {
+			if err := t.set(tableMetaKey(name), tables[name].encode()); err != nil {
+				return nil, errStorage{err}
+			}
 		}
 	}
 	return res, nil
@@ -286,8 +320,6 @@ func applyOp(et *entryTx, op *command.Op) (opResult, error) {
 		}
 		et.set(k, encodeBytesValue(op.Value))
 		return opResult{}, nil
-	case command.OpWindowAdd:
-		return opResult{code: command.CodeInvalid, msg: fmt.Sprintf("table %q does not exist", op.Table)}, nil
 	}
 	return opResult{code: command.CodeInvalid, msg: fmt.Sprintf("unknown op kind %d", op.Kind)}, nil
 }

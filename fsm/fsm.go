@@ -93,7 +93,7 @@ func Open(cfg Config) (*FSM, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	f := &FSM{cfg: cfg, log: cfg.Logger, applier: applier{cfg: cfg.Applier}, fs: cfg.FS, waitCh: make(chan struct{})}
+	f := &FSM{cfg: cfg, log: cfg.Logger, applier: applier{cfg: cfg.Applier, engines: &engineCache{}}, fs: cfg.FS, waitCh: make(chan struct{})}
 	if f.log == nil {
 		f.log = slog.Default()
 	}

@@ -21,6 +21,7 @@ type producerRecord struct {
 	Expired    bool   // dedup state dropped after ProducerIdleTTL of log time
 	Offsets    []command.Offset
 	Watermarks []command.Watermark
+	Tables     []string // windowed tables this producer has written to (sorted)
 }
 
 func (r *producerRecord) encode() []byte {
@@ -45,6 +46,10 @@ func (r *producerRecord) encode() []byte {
 		e.Varint(w.Time)
 		e.Bool(w.Idle)
 		e.Bool(w.Done)
+	}
+	e.Uvarint(uint64(len(r.Tables)))
+	for _, t := range r.Tables {
+		e.Str(t)
 	}
 	return e.B
 }
@@ -71,6 +76,12 @@ func decodeProducerRecord(b []byte) (*producerRecord, error) {
 		r.Watermarks = make([]command.Watermark, n)
 		for i := range r.Watermarks {
 			r.Watermarks[i] = command.Watermark{Source: d.Str(), Time: d.Varint(), Idle: d.Bool(), Done: d.Bool()}
+		}
+	}
+	if n := d.Count(1); n > 0 {
+		r.Tables = make([]string, n)
+		for i := range r.Tables {
+			r.Tables[i] = d.Str()
 		}
 	}
 	if err := d.Finish(); err != nil {
