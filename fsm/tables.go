@@ -473,4 +473,3 @@ func addSorted(s []string, v string) []string {
 	s[i] = v
 	return s
 }
-

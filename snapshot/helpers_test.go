@@ -28,7 +28,10 @@ var _, testTrans = raft.NewInmemTransport("")
 
 func openDB(t testing.TB, dir string) *pebble.DB {
 	t.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
+	// No background compactions: which files change between checkpoints
+	// must depend only on what the test writes.
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{},
+		DisableAutomaticCompactions: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,19 +180,46 @@ func restore(t testing.TB, s *Store, id, dir string) (InstallStats, error) {
 	return s.Install(context.Background(), rc, dir)
 }
 
-// serve starts a FileService for s on 127.0.0.1:0 and returns its address.
-func serve(t testing.TB, s *Store) string {
+// listen reserves 127.0.0.1:0 for a node's FileService.
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return lis
+}
+
+// serve runs s's FileService on lis until the test ends.
+func serve(t testing.TB, lis net.Listener, s *Store) {
+	t.Helper()
 	g := grpc.NewServer()
 	NewServer(s).Register(g)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = g.Serve(lis) }()
 	t.Cleanup(func() { g.Stop(); <-done })
-	return lis.Addr().String()
+}
+
+// node is a store with a running FileService, as on a cairn node.
+type node struct {
+	*Store
+	addr string
+	m    *Counters
+}
+
+func newNode(t testing.TB, id string, mutate func(*Config)) *node {
+	t.Helper()
+	lis := listen(t)
+	n := &node{addr: lis.Addr().String(), m: &Counters{}}
+	n.Store = newStore(t, filepath.Join(t.TempDir(), id), id, n.addr, func(c *Config) {
+		c.Metrics = n.m
+		c.Fetcher = newFetcher(t)
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	serve(t, lis, n.Store)
+	return n
 }
 
 func newFetcher(t testing.TB) *GRPCFetcher {
@@ -198,7 +228,7 @@ func newFetcher(t testing.TB) *GRPCFetcher {
 	return f
 }
 
-// noPartialIn fails if dir holds anything but complete files.
+// listDir returns the paths in dir.
 func listDir(t testing.TB, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)

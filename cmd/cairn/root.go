@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -15,6 +16,9 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	pf := root.PersistentFlags()
+	pf.StringSlice("endpoints", nil, "gRPC addresses of cluster members, comma separated (default: $CAIRN_ENDPOINTS, else 127.0.0.1:7101,7102,7103)")
+	pf.Duration("timeout", 30*time.Second, "how long one client call may retry before giving up")
 	root.AddCommand(newServeCmd())
 	for _, add := range extraCommands {
 		root.AddCommand(add())
