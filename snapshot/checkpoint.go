@@ -92,6 +92,11 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 			return st, fmt.Errorf("snapshot: checkpoint holds %q, which is not a regular file", e.Name())
 		}
 		path := filepath.Join(p.dir, e.Name())
+		trimmed, err := trimWAL(path)
+		if err != nil {
+			return st, fmt.Errorf("snapshot: trim %s: %w", e.Name(), err)
+		}
+		st.WALTrimmedBytes += trimmed
 		sum, size, hashed, err := s.files.checksum(path, immutable(e.Name()))
 		if err != nil {
 			return st, err

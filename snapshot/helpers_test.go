@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand"
 	"net"
 	"os"
@@ -112,6 +113,7 @@ func sameState(t testing.TB, want, got [][2][]byte) {
 func newStore(t testing.TB, dir, node, addr string, mutate func(*Config)) *Store {
 	t.Helper()
 	cfg := DefaultConfig(dir, node, addr)
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -29,9 +29,12 @@ type CheckpointStats struct {
 	SharedFiles int
 	SharedBytes int64
 	HashedBytes int64 // bytes read to compute checksums (cache misses)
-	StoredFiles int   // files added to the content store
-	StoredBytes int64
-	Err         error
+	// WALTrimmedBytes is the stale tail of recycled WAL files cut from
+	// the checkpoint (see trimWAL).
+	WALTrimmedBytes int64
+	StoredFiles     int // files added to the content store
+	StoredBytes     int64
+	Err             error
 }
 
 // InstallStats describes one install (Restore) on this node.
