@@ -3,17 +3,22 @@ module github.com/cairn-db/cairn
 go 1.26.8
 
 require (
-	github.com/anishathalye/porcupine v1.3.1
-	github.com/axiomhq/hyperloglog v0.3.0
-	github.com/cockroachdb/pebble/v2 v2.1.7
-	github.com/golang/snappy v0.0.5-0.20231225225746-43d5d4cd4e0e
-	github.com/hashicorp/raft v1.8.0
-	github.com/hashicorp/raft-boltdb/v2 v2.3.0
-	github.com/prometheus/client_golang v1.25.0
-	github.com/spf13/cobra v1.10.2
-	github.com/zeebo/xxh3 v1.1.0
-	gocloud.dev v0.47.0
-	google.golang.org/grpc v1.85.0
+	github.com/anishathalye/porcupine v1.3.1 // linearizability checker for recorded histories (jepsen/, linearizability/)
+	github.com/armon/go-metrics v0.4.1 // raft-boltdb reports here; bridged to Prometheus
+	github.com/axiomhq/hyperloglog v0.3.0 // approximate distinct counts in windowed tables
+	github.com/cockroachdb/pebble/v2 v2.1.7 // the state machine: batches, checkpoints (hard links), crashable vfs for tests
+	github.com/golang/snappy v0.0.5-0.20231225225746-43d5d4cd4e0e // compression of large log payloads (already a Pebble dependency)
+	github.com/hashicorp/go-hclog v1.6.3
+	github.com/hashicorp/go-metrics v0.7.0 // raft 1.8 reports here; bridged to Prometheus
+	github.com/hashicorp/raft v1.8.0 // consensus; pre-vote, BatchingFSM, NoSnapshotRestoreOnStart
+	github.com/hashicorp/raft-boltdb/v2 v2.3.0 // log + stable store; v2.3.1 imports go-metrics/compat, which v0.7.0 (pulled by raft 1.8) dropped: it does not build
+	github.com/prometheus/client_golang v1.25.0 // /metrics, one registry per node
+	github.com/spf13/cobra v1.10.2 // the cairn CLI
+	github.com/spf13/pflag v1.0.9
+	github.com/zeebo/xxh3 v1.1.0 // fast checksums (checkpoint files, distinct-count hashing)
+	gocloud.dev v0.47.0 // checkpoint export/restore to object storage (file://, s3://, gs://, azblob://)
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260904194346-d0f1323225a4
+	google.golang.org/grpc v1.85.0 // client API, forwarding, file shipping
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -21,7 +26,6 @@ require (
 	github.com/DataDog/zstd v1.5.7 // indirect
 	github.com/RaduBerinde/axisds v0.1.0 // indirect
 	github.com/RaduBerinde/btreemap v0.0.0-20250419174037-3d62b7205d54 // indirect
-	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/boltdb/bolt v1.3.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -39,9 +43,7 @@ require (
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/googleapis/gax-go/v2 v2.24.1 // indirect
-	github.com/hashicorp/go-hclog v1.6.3 // indirect
 	github.com/hashicorp/go-immutable-radix v1.3.1 // indirect
-	github.com/hashicorp/go-metrics v0.7.0 // indirect
 	github.com/hashicorp/go-msgpack/v2 v2.1.5 // indirect
 	github.com/hashicorp/golang-lru v1.0.2 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
@@ -59,7 +61,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/rogpeppe/go-internal v1.14.1 // indirect
-	github.com/spf13/pflag v1.0.9 // indirect
 	go.etcd.io/bbolt v1.3.5 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.46.0 // indirect
@@ -73,5 +74,4 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/xerrors v0.0.0-20240903120638-7835f813f4da // indirect
 	google.golang.org/api v0.297.0 // indirect
-	google.golang.org/genproto/googleapis/rpc v0.0.0-20260904194346-d0f1323225a4 // indirect
 )

@@ -114,6 +114,11 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	n.registry = prometheus.NewRegistry()
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newCollector(n))
+	for _, c := range raftMetricCollectors() {
+		if err := n.registry.Register(c); err != nil {
+			n.log.Warn("raft metrics not exported", "err", err)
+		}
+	}
 	metrics := newGRPCMetrics(n.registry)
 	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(metrics.unary), grpc.MaxRecvMsgSize(8<<20))
 	n.API.Register(n.grpc)

@@ -45,7 +45,7 @@ func TestSingleNodeHTTPAndHealth(t *testing.T) {
 		t.Fatalf("healthz %d", c)
 	}
 	c, body := get("/metrics")
-	for _, want := range []string{"cairn_raft_is_leader{node=\"n1\"} 1", "cairn_fsm_applied_index", "cairn_pebble_disk_bytes", "go_goroutines"} {
+	for _, want := range []string{"cairn_raft_is_leader{node=\"n1\"} 1", "cairn_fsm_applied_index", "cairn_pebble_disk_bytes", "go_goroutines", "cairn_raft_"} {
 		if c != 200 || !strings.Contains(body, want) {
 			t.Fatalf("metrics missing %q (code %d)", want, c)
 		}
