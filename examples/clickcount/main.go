@@ -113,8 +113,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case errors.Is(err, api.ErrFenced) && sum != nil:
-		fmt.Fprintf(stderr, "clickcount: fenced by a newer instance of producer %q: this instance (epoch %d) stops; "+
-			"its last batch (offsets %d..%d) was not applied: %v\n", o.producer, sum.Epoch, sum.Offset, sum.Offset+sum.Pending, err)
+		fmt.Fprintf(stderr, "clickcount: fenced by a newer instance of producer %q: this instance (epoch %d) stops. "+
+			"Its last batch (lines %d to %d) was not applied; the newer instance owns the producer and resumes from the committed offset.\n"+
+			"clickcount: detail: %v\n", o.producer, sum.Epoch, sum.Offset, sum.Offset+sum.Pending-1, err)
 		return exitFenced
 	case err != nil:
 		fmt.Fprintf(stderr, "clickcount: %v\n", err)
