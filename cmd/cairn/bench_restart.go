@@ -1,0 +1,471 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/cairn-db/cairn/api"
+	pb "github.com/cairn-db/cairn/api/cairnpb"
+)
+
+// restartConfig is one restart-to-ready measurement.
+type restartConfig struct {
+	Size       int64 // bytes of values to load
+	ValueSize  int
+	BatchBytes int
+	Loaders    int
+	Restarts   int
+	Kill       bool // SIGKILL instead of SIGTERM before each restart
+	Dir        string
+	Keep       bool
+	Bin        string
+	ServeFlags []string
+}
+
+// restartResult is what `bench restart` measured.
+type restartResult struct {
+	SizeBytes     int64     `json:"size_bytes"`
+	ValueSize     int       `json:"value_size"`
+	Keys          int64     `json:"keys"`
+	LoadSec       float64   `json:"load_s"`
+	LoadMBps      float64   `json:"load_mb_per_s"`
+	DataDirBytes  int64     `json:"data_dir_bytes"`
+	Stop          string    `json:"stop"`          // sigterm or sigkill
+	StaleReadSec  []float64 `json:"stale_read_s"`  // process start to a stale read returning the latest value
+	ReadyzSec     []float64 `json:"readyz_s"`      // process start to /readyz OK (leader known, caught up)
+	LinearReadSec []float64 `json:"linear_read_s"` // process start to a linearizable read of the latest value
+	StopSec       []float64 `json:"stop_s"`        // signal to exit, per stop
+}
+
+func newBenchRestartCmd() *cobra.Command {
+	cfg := restartConfig{ValueSize: 1024, BatchBytes: 2 << 20, Loaders: 4, Restarts: 3}
+	var size, output string
+	cmd := &cobra.Command{
+		Use:   "restart",
+		Short: "Load one node with --size of state, restart it, and time process start to a stale read of the latest value",
+		Long: `Start a single-node cluster (its own "cairn serve" process on free ports),
+load --size bytes of values (--value-size each, in batches of about
+--batch-bytes), write a last key, stop the node (SIGTERM, or SIGKILL with
+--kill) and start it again on the same data, --restarts times. For each
+restart it reports the time from process start to (1) a stale read returning
+the last value, (2) /readyz answering OK, (3) a linearizable read of the
+last value. The data directory is a temporary one, removed afterwards,
+unless --dir is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			n, err := parseSize(size)
+			if err != nil {
+				return fmt.Errorf("--size: %w", err)
+			}
+			cfg.Size = n
+			if cfg.ValueSize < 1 || cfg.BatchBytes < cfg.ValueSize || cfg.Loaders < 1 || cfg.Restarts < 1 {
+				return errors.New("bench restart: --value-size, --loaders and --restarts must be >= 1 and --batch-bytes >= --value-size")
+			}
+			if cfg.Bin == "" {
+				if cfg.Bin, err = os.Executable(); err != nil {
+					return fmt.Errorf("bench restart: %w (use --bin)", err)
+				}
+			}
+			res, err := runRestartBench(cmd.Context(), cfg, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			printRestart(cmd.OutOrStdout(), res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&size, "size", "1GiB", "bytes of values to load (e.g. 1GiB, 200MiB)")
+	f.IntVar(&cfg.ValueSize, "value-size", cfg.ValueSize, "bytes per value")
+	f.IntVar(&cfg.BatchBytes, "batch-bytes", cfg.BatchBytes, "approximate bytes per load batch")
+	f.IntVar(&cfg.Loaders, "loaders", cfg.Loaders, "concurrent load batches")
+	f.IntVar(&cfg.Restarts, "restarts", cfg.Restarts, "restarts to measure")
+	f.BoolVar(&cfg.Kill, "kill", false, "stop with SIGKILL (crash) instead of SIGTERM")
+	f.StringVar(&cfg.Dir, "dir", "", "data directory (default: a temporary one, removed afterwards)")
+	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to run the node with (default: this one)")
+	f.StringArrayVar(&cfg.ServeFlags, "serve-flag", nil, "extra flag for `cairn serve`, repeatable")
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+// parseSize parses 123, 10KiB, 200MiB, 1GiB (also KB/MB/GB, as powers of 1000).
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("%q is not a positive size", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// restartNode is the single node under test.
+type restartNode struct {
+	cfg              restartConfig
+	dir              string
+	grpc, raft, http string
+	log              string
+	cmd              *exec.Cmd
+	done             chan struct{}
+}
+
+func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*restartResult, error) {
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "cairn-bench-restart-")
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+		if !cfg.Keep {
+			defer os.RemoveAll(d)
+		}
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	n := &restartNode{cfg: cfg, dir: filepath.Join(dir, "n1"), log: filepath.Join(dir, "n1.log"),
+		grpc: ports[0], raft: ports[1], http: ports[2]}
+	defer n.stop(syscall.SIGKILL)
+	res := &restartResult{SizeBytes: cfg.Size, ValueSize: cfg.ValueSize, Stop: "sigterm"}
+	if cfg.Kill {
+		res.Stop = "sigkill"
+	}
+	fmt.Fprintf(log, "starting a node in %s (log %s)\n", dir, n.log)
+	if err := n.start(); err != nil {
+		return nil, err
+	}
+	c, err := api.NewClient(api.DefaultClientConfig(n.grpc))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if err := n.waitReadyz(ctx); err != nil {
+		return nil, err
+	}
+
+	keys := cfg.Size / int64(cfg.ValueSize)
+	res.Keys = keys
+	fmt.Fprintf(log, "loading %d keys of %d bytes (%s)...\n", keys, cfg.ValueSize, humanBytes(cfg.Size))
+	t0 := time.Now()
+	if err := restartLoad(ctx, c, cfg, keys, log); err != nil {
+		return nil, fmt.Errorf("bench restart: load: %w", err)
+	}
+	res.LoadSec = time.Since(t0).Seconds()
+	res.LoadMBps = float64(cfg.Size) / 1e6 / res.LoadSec
+
+	latestKey := []byte("bench/restart/latest")
+	for i := range cfg.Restarts {
+		latest := fmt.Appendf(nil, "latest-%d-%d", i, time.Now().UnixNano())
+		if _, err := c.Put(ctx, latestKey, latest); err != nil {
+			return nil, fmt.Errorf("bench restart: put latest: %w", err)
+		}
+		sig := syscall.SIGTERM
+		if cfg.Kill {
+			sig = syscall.SIGKILL
+		}
+		ts := time.Now()
+		if err := n.stop(sig); err != nil && !cfg.Kill {
+			return nil, err
+		}
+		res.StopSec = append(res.StopSec, time.Since(ts).Seconds())
+		if i == 0 {
+			res.DataDirBytes = dirSize(n.dir)
+		}
+		stale, ready, linear, err := n.timeRestart(ctx, c, latestKey, latest)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(log, "restart %d: stale read %s, /readyz %s, linearizable read %s\n", i+1, since(stale), since(ready), since(linear))
+		res.StaleReadSec = append(res.StaleReadSec, stale.Seconds())
+		res.ReadyzSec = append(res.ReadyzSec, ready.Seconds())
+		res.LinearReadSec = append(res.LinearReadSec, linear.Seconds())
+	}
+	if err := n.stop(syscall.SIGTERM); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// restartLoad writes keys values of cfg.ValueSize in batches.
+func restartLoad(ctx context.Context, c *api.Client, cfg restartConfig, keys int64, log io.Writer) error {
+	per := int64(max(1, cfg.BatchBytes/cfg.ValueSize))
+	var next, written atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, cfg.Loaders)
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				fmt.Fprintf(log, "  %d / %d keys\n", written.Load(), keys)
+			}
+		}
+	}()
+	defer close(stop)
+	for g := range cfg.Loaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), uint64(time.Now().UnixNano())))
+			for ctx.Err() == nil {
+				lo := next.Add(per) - per
+				if lo >= keys {
+					return
+				}
+				hi := min(lo+per, keys)
+				ops := make([]*pb.Op, 0, hi-lo)
+				for k := lo; k < hi; k++ {
+					v := make([]byte, cfg.ValueSize)
+					for j := 0; j < len(v); j += 8 {
+						x := rng.Uint64()
+						for b := 0; b < 8 && j+b < len(v); b++ {
+							v[j+b] = byte(x >> (8 * b))
+						}
+					}
+					ops = append(ops, api.PutOp(fmt.Appendf(nil, "bench/restart/%012d", k), v))
+				}
+				if _, err := c.Batch(ctx, ops...); err != nil {
+					errs[g] = err
+					return
+				}
+				written.Add(hi - lo)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (n *restartNode) start() error {
+	lf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	args := append([]string{"serve", "--node-id", "n1", "--data-dir", n.dir, "--grpc-addr", n.grpc,
+		"--raft-addr", n.raft, "--http-addr", n.http, "--bootstrap", "n1=" + n.raft}, n.cfg.ServeFlags...)
+	c := exec.Command(n.cfg.Bin, args...)
+	c.Stdout, c.Stderr = lf, lf
+	detach(c)
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("bench restart: start node: %w", err)
+	}
+	n.cmd, n.done = c, make(chan struct{})
+	go func() { _ = c.Wait(); close(n.done) }()
+	return nil
+}
+
+// stop signals the node and waits for it to exit; after a minute it kills it.
+func (n *restartNode) stop(sig syscall.Signal) error {
+	if n.cmd == nil {
+		return nil
+	}
+	defer func() { n.cmd = nil }()
+	_ = n.cmd.Process.Signal(sig)
+	select {
+	case <-n.done:
+	case <-time.After(time.Minute):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+		return fmt.Errorf("bench restart: node did not stop within a minute of %v (see %s)", sig, n.log)
+	}
+	if sig == syscall.SIGTERM && !n.cmd.ProcessState.Success() {
+		return fmt.Errorf("bench restart: node exited with %v after SIGTERM (see %s)", n.cmd.ProcessState, n.log)
+	}
+	return nil
+}
+
+func (n *restartNode) waitReadyz(ctx context.Context) error {
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.http+"/readyz", nil)
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-n.done:
+			return fmt.Errorf("bench restart: node exited (see %s)\n%s", n.log, logTail(n.log, 10))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench restart: node not ready after 2 minutes (see %s)", n.log)
+		}
+	}
+}
+
+// timeRestart starts the node and measures, from just before the process
+// starts, when a stale read first returns want, when /readyz first answers
+// OK, and when a linearizable read returns want.
+func (n *restartNode) timeRestart(ctx context.Context, c *api.Client, key, want []byte) (stale, ready, linear time.Duration, err error) {
+	// A connection that retries quickly: the node is not listening yet.
+	cc, err := grpc.NewClient(n.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 2 * time.Millisecond, Multiplier: 1.2, MaxDelay: 10 * time.Millisecond}, MinConnectTimeout: time.Second}))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer cc.Close()
+	cc.Connect()
+	kv := pb.NewKVClient(cc)
+	t0 := time.Now()
+	if err := n.start(); err != nil {
+		return 0, 0, 0, err
+	}
+	deadline := t0.Add(5 * time.Minute)
+	for stale == 0 {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := kv.Get(actx, &pb.GetRequest{Key: key, Consistency: pb.Consistency_STALE}, grpc.WaitForReady(true))
+		cancel()
+		switch {
+		case err == nil && string(resp.GetValue().GetBytes()) == string(want):
+			stale = time.Since(t0)
+		case err == nil:
+			return 0, 0, 0, fmt.Errorf("bench restart: stale read after restart returned %q, want %q", resp.GetValue().GetBytes(), want)
+		case ctx.Err() != nil:
+			return 0, 0, 0, ctx.Err()
+		case time.Now().After(deadline):
+			return 0, 0, 0, fmt.Errorf("bench restart: no stale read 5 minutes after restart: %w (see %s)", err, n.log)
+		}
+		select {
+		case <-n.done:
+			return 0, 0, 0, fmt.Errorf("bench restart: node exited (see %s)\n%s", n.log, logTail(n.log, 10))
+		default:
+		}
+	}
+	if err := n.waitReadyz(ctx); err != nil {
+		return 0, 0, 0, err
+	}
+	ready = time.Since(t0)
+	v, _, err := c.Get(ctx, key)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("bench restart: linearizable read after restart: %w", err)
+	}
+	if string(v.Bytes) != string(want) {
+		return 0, 0, 0, fmt.Errorf("bench restart: linearizable read after restart returned %q, want %q", v.Bytes, want)
+	}
+	linear = time.Since(t0)
+	return stale, ready, linear, nil
+}
+
+// freePorts returns n distinct 127.0.0.1 addresses that were free a moment ago.
+func freePorts(n int) ([]string, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			_ = l.Close()
+		}
+	}()
+	out := make([]string, n)
+	for i := range out {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, l)
+		out[i] = l.Addr().String()
+	}
+	return out, nil
+}
+
+func dirSize(dir string) int64 {
+	var total int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				total += fi.Size()
+			}
+		}
+		return nil
+	})
+	return total
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func printRestart(w io.Writer, r *restartResult) {
+	fmt.Fprintf(w, "restart to ready: %s of state (%d values of %d bytes; data dir %s), stop by %s\n",
+		humanBytes(r.SizeBytes), r.Keys, r.ValueSize, humanBytes(r.DataDirBytes), r.Stop)
+	fmt.Fprintf(w, "  load                        %.1fs (%.1f MB/s)\n", r.LoadSec, r.LoadMBps)
+	row := func(name string, xs []float64) {
+		parts := make([]string, len(xs))
+		for i, x := range xs {
+			parts[i] = fmt.Sprintf("%.3fs", x)
+		}
+		fmt.Fprintf(w, "  %-27s median %.3fs  (runs: %s)\n", name, median(xs), strings.Join(parts, " "))
+	}
+	row("start -> stale read latest", r.StaleReadSec)
+	row("start -> /readyz OK", r.ReadyzSec)
+	row("start -> linearizable read", r.LinearReadSec)
+	row("stop (signal -> exit)", r.StopSec)
+}
