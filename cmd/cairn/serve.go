@@ -73,6 +73,8 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a checkpoint for slow followers")
 	f.IntVar(&cfg.Raft.MaxAppendEntries, "max-append-entries", cfg.Raft.MaxAppendEntries, "max entries per AppendEntries and per state-machine batch (1..1024)")
 	f.BoolVar(&cfg.Raft.LogNoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes are NOT durable)")
+	f.IntVar(&cfg.BlockProfileRate, "block-profile-rate", 0, "sample goroutine blocking events (runtime.SetBlockProfileRate, nanoseconds; 0 off) for /debug/pprof/block")
+	f.IntVar(&cfg.MutexProfileFraction, "mutex-profile-fraction", 0, "sample 1/N mutex contention events for /debug/pprof/mutex (0 off)")
 	f.IntVar(&cfg.Limits.MaxKeyBytes, "max-key-bytes", cfg.Limits.MaxKeyBytes, "largest key accepted")
 	f.IntVar(&cfg.Limits.MaxValueBytes, "max-value-bytes", cfg.Limits.MaxValueBytes, "largest value accepted")
 	f.IntVar(&cfg.Limits.MaxBatchOps, "max-batch-ops", cfg.Limits.MaxBatchOps, "most operations in one batch or commit")
@@ -95,4 +97,3 @@ func parsePeers(s string) ([]raftnode.Peer, error) {
 	}
 	return out, nil
 }
-

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -48,6 +49,11 @@ type Config struct {
 	// RaftStream, if set, replaces the TCP raft listener (fault tests).
 	RaftStream raft.StreamLayer
 	Logger     *slog.Logger
+	// BlockProfileRate and MutexProfileFraction, when > 0, turn on the
+	// runtime's block and mutex profiles served at /debug/pprof/block and
+	// /debug/pprof/mutex (process-wide settings; off by default).
+	BlockProfileRate     int
+	MutexProfileFraction int
 }
 
 // DefaultConfig returns defaults.
@@ -83,6 +89,12 @@ func Start(cfg Config) (n *Node, err error) {
 		l = slog.Default()
 	}
 	n = &Node{cfg: cfg, log: l.With("node", cfg.NodeID)}
+	if cfg.BlockProfileRate > 0 {
+		runtime.SetBlockProfileRate(cfg.BlockProfileRate)
+	}
+	if cfg.MutexProfileFraction > 0 {
+		runtime.SetMutexProfileFraction(cfg.MutexProfileFraction)
+	}
 	defer func() {
 		if err != nil {
 			n.Stop()
