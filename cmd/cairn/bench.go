@@ -151,7 +151,14 @@ type benchWorker struct {
 	first error
 }
 
-func benchKey(i int) []byte { return fmt.Appendf(nil, "bench/%08d", i) }
+// benchKey names key i of a workload's key space. Commit adds to integers,
+// so it has its own keys: the others hold bytes.
+func benchKey(workload string, i int) []byte {
+	if workload == "commit" {
+		return fmt.Appendf(nil, "bench/counter/%08d", i)
+	}
+	return fmt.Appendf(nil, "bench/%08d", i)
+}
 
 func runBench(cmd *cobra.Command, cfg benchConfig, log io.Writer) (*benchResult, error) {
 	ctx := cmd.Context()
@@ -180,7 +187,7 @@ func runBench(cmd *cobra.Command, cfg benchConfig, log io.Writer) (*benchResult,
 	}
 	keys := make([][]byte, cfg.Keys)
 	for i := range keys {
-		keys[i] = benchKey(i)
+		keys[i] = benchKey(cfg.Workload, i)
 	}
 	if cfg.Workload == "read" && cfg.Preload {
 		fmt.Fprintf(log, "preloading %d keys of %d bytes...\n", cfg.Keys, cfg.ValueSize)
