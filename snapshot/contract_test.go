@@ -55,6 +55,10 @@ func write(t *testing.T, s raft.SnapshotStore, index, term uint64, payload []byt
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// raft closes the sink again after FSMSnapshot.Persist closed it.
+	if err := sink.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
 	return sink.ID()
 }
 

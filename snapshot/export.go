@@ -358,4 +358,3 @@ func (s *Store) Adopt(m *Manifest, dbDir string, conf raft.Configuration, confIn
 	}
 	return sink.ID(), sink.Close()
 }
-

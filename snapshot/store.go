@@ -270,13 +270,14 @@ func (s *Store) manifest(e *entry) (*Manifest, error) {
 }
 
 type sink struct {
-	s      *Store
-	tmp    string
-	f      *os.File
-	h      *xxh3.Hasher
-	meta   storedMeta
-	done   bool
-	failed error
+	s        *Store
+	tmp      string
+	f        *os.File
+	h        *xxh3.Hasher
+	meta     storedMeta
+	done     bool
+	failed   error
+	closeErr error
 }
 
 func (k *sink) ID() string { return k.meta.ID }
@@ -307,15 +308,19 @@ func (k *sink) Cancel() error {
 // temporary directory, which is then renamed into place (the commit point).
 // Only after that are older snapshots dropped and unreferenced files
 // collected.
+//
+// Close is idempotent: raft closes the sink after Persist returns, and
+// Persist closes it too (as the FSMSnapshot contract asks); a second Close
+// returns the first one's result.
 func (k *sink) Close() error {
 	if k.done {
-		return errors.New("snapshot: sink already closed")
+		return k.closeErr
 	}
 	k.done = true
-	err := k.commit()
-	if err != nil {
+	k.closeErr = k.commit()
+	if k.closeErr != nil {
 		_ = os.RemoveAll(k.tmp)
-		return err
+		return k.closeErr
 	}
 	k.s.retain()
 	return nil
