@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -34,6 +35,12 @@ type Config struct {
 	// FetchAttempts is how many rounds over all sources one install makes
 	// for a file before failing (each attempt resumes the partial file).
 	FetchAttempts int
+	// Fallback, if set, restores payloads that are not manifests: snapshots
+	// taken before the switch to this store, or sent by a leader not yet
+	// upgraded (for example &fsm.FullCheckpointer{...}).
+	Fallback interface {
+		Restore(r io.Reader, dir string) error
+	}
 	// SkipReuseVerify trusts local files on install instead of rehashing
 	// them. Off by default: a corrupt local file is then quarantined and
 	// fetched again rather than linked into the new DB.

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -57,7 +58,13 @@ func (s *Store) Install(ctx context.Context, r io.Reader, dir string) (InstallSt
 }
 
 func (s *Store) install(ctx context.Context, r io.Reader, dir string, st *InstallStats) error {
-	m, err := DecodeManifest(r)
+	br := bufio.NewReader(r)
+	if first, err := br.Peek(1); s.cfg.Fallback != nil && (err != nil || first[0] != '{') {
+		// Not JSON, so not a manifest: a payload of the fallback's format.
+		st.CheckpointID = "fallback"
+		return s.cfg.Fallback.Restore(br, dir)
+	}
+	m, err := DecodeManifest(br)
 	if err != nil {
 		return err
 	}

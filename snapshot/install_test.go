@@ -391,3 +391,33 @@ func TestCorruptStoredFileIsQuarantinedAndRefetched(t *testing.T) {
 		t.Fatalf("verify after repair: %+v, %v", r, err)
 	}
 }
+
+type restoreFunc func(r io.Reader, dir string) error
+
+func (f restoreFunc) Restore(r io.Reader, dir string) error { return f(r, dir) }
+
+func TestForeignPayloadGoesToFallback(t *testing.T) {
+	payload := "a tar stream from fsm.FullCheckpointer, say"
+	var got, gotDir string
+	s := newStore(t, t.TempDir(), "n1", "", func(c *Config) {
+		c.Fallback = restoreFunc(func(r io.Reader, dir string) error {
+			b, err := io.ReadAll(r)
+			got, gotDir = string(b), dir
+			if err != nil {
+				return err
+			}
+			return os.Mkdir(dir, 0o755)
+		})
+	})
+	dir := filepath.Join(t.TempDir(), "db")
+	if _, err := s.Install(context.Background(), strings.NewReader(payload), dir); err != nil {
+		t.Fatal(err)
+	}
+	if got != payload || gotDir != dir {
+		t.Fatalf("fallback got %q into %q", got, gotDir)
+	}
+	plain := newStore(t, t.TempDir(), "n1", "", nil)
+	if _, err := plain.Install(context.Background(), strings.NewReader(payload), filepath.Join(t.TempDir(), "db")); !errors.Is(err, ErrNotManifest) {
+		t.Fatalf("foreign payload without fallback: %v", err)
+	}
+}
