@@ -41,6 +41,16 @@ type State interface {
 	Scan(req fsm.ScanRequest) ([]fsm.KV, []byte, uint64, error)
 	Producer(name string) (*fsm.ProducerInfo, error)
 	NodeAddrs() (map[string]string, error)
+
+	// Windowed tables (see table.go).
+	Table(name string) (fsm.TableInfo, error)
+	Tables() ([]fsm.TableInfo, error)
+	Windows(table string, key []byte, from, to int64) ([]fsm.WindowResult, error)
+	WindowKeys(table string, start, end int64, after []byte, limit int) ([]fsm.WindowResult, error)
+	ClosedSince(table string, index uint64, ord uint32, limit int) ([]fsm.ClosedResult, error)
+	// Notify returns a channel closed the next time the applied index
+	// moves; Watch waits on it for more closed windows.
+	Notify() <-chan struct{}
 }
 
 // Config configures a Server.
@@ -74,6 +84,7 @@ type Server struct {
 	pb.UnimplementedKVServer
 	pb.UnimplementedProducerServer
 	pb.UnimplementedClusterServer
+	pb.UnimplementedTableServer
 
 	cfg   Config
 	raft  Raft
@@ -82,6 +93,10 @@ type Server struct {
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // peer gRPC address -> conn (forwarding, status)
+
+	// closing is closed by Close; open Watch streams end with Unavailable.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // NewServer returns a Server over a raft node and its state machine.
@@ -93,7 +108,7 @@ func NewServer(cfg Config, r Raft, s State) (*Server, error) {
 	if l == nil {
 		l = slog.Default()
 	}
-	return &Server{cfg: cfg, raft: r, state: s, log: l, conns: map[string]*grpc.ClientConn{}}, nil
+	return &Server{cfg: cfg, raft: r, state: s, log: l, conns: map[string]*grpc.ClientConn{}, closing: make(chan struct{})}, nil
 }
 
 // Register adds the services to g.
@@ -101,10 +116,14 @@ func (s *Server) Register(g *grpc.Server) {
 	pb.RegisterKVServer(g, s)
 	pb.RegisterProducerServer(g, s)
 	pb.RegisterClusterServer(g, s)
+	pb.RegisterTableServer(g, s)
 }
 
-// Close releases peer connections.
+// Close ends open Watch streams (clients reconnect elsewhere) and releases
+// peer connections. Call it before a graceful gRPC stop, which otherwise
+// waits for the streams.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
 	for a, c := range s.conns {
