@@ -185,7 +185,11 @@ func TestChaos(t *testing.T) {
 			}
 			ev.Node, ev.Pid = nd.id, pid
 		}
-		t.Logf("killed %s (pid %d %s) at committed offset %d", ev.Kind, ev.Pid, ev.Node, ev.Offset)
+		who := ev.Kind
+		if ev.Node != "" {
+			who += " " + ev.Node
+		}
+		t.Logf("killed %s (pid %d) at committed offset %d", who, ev.Pid, ev.Offset)
 	}
 	code, err := op.wait(ctx)
 	if err != nil {

@@ -64,7 +64,10 @@ func (s *summary) print(w io.Writer) {
 // server answers a re-sent one as a duplicate without applying it again).
 // A restarted instance registers, which fences any older one, and resumes
 // at the committed offset: every line is counted in exactly one applied
-// commit.
+// commit. After any commit error the run stops instead of passing the
+// batch to another Commit: the handle may still hold the failed commit and
+// re-send it, and the same ops under a new sequence number would count the
+// batch twice. The restarted instance's registration settles it.
 func operate(ctx context.Context, c *api.Client, cfg operatorConfig) (*summary, error) {
 	start := time.Now()
 	sum := &summary{Producer: cfg.Producer, Source: cfg.Source}
