@@ -232,3 +232,43 @@ func TestRetentionCollectsUnreferencedFiles(t *testing.T) {
 		t.Fatalf("after unpin the store holds %d files, want %d", len(got), len(want))
 	}
 }
+
+// Snapshots received from a peer stay out of raft's List until installed;
+// only the latest received one is kept while pending.
+func TestPendingSnapshotsHiddenUntilInstalled(t *testing.T) {
+	a := newLeader(t)
+	fill(t, a.db, "a", 0, 200, 1000, 1)
+	b := newNode(t, "b", func(c *Config) { c.Retain = 1 })
+	bdb := openDB(t, filepath.Join(t.TempDir(), "bdb"))
+	defer bdb.Close()
+	fill(t, bdb, "own", 0, 10, 100, 2)
+	own, _ := checkpoint(t, b.Store, bdb, 5, 1)
+
+	id1, _ := checkpoint(t, a.Store, a.db, 10, 1)
+	p1 := ship(t, a.Store, id1, b.Store)
+	put(t, a.db, "x", "y")
+	id2, _ := checkpoint(t, a.Store, a.db, 20, 1)
+	p2 := ship(t, a.Store, id2, b.Store)
+
+	if l, _ := b.List(); len(l) != 1 || l[0].ID != own {
+		t.Fatalf("raft sees %v, want only the installed %s", l, own)
+	}
+	infos, _ := b.Checkpoints()
+	if len(infos) != 2 || infos[0].ID != p2 || !infos[0].Pending || infos[0].Missing == 0 || infos[1].ID != own {
+		t.Fatalf("catalog %+v", infos)
+	}
+	if _, err := b.Show(p1); err == nil {
+		t.Fatal("superseded pending snapshot kept")
+	}
+	if _, err := restore(t, b.Store, p2, filepath.Join(t.TempDir(), "db")); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := b.List(); len(l) != 2 || l[0].ID != p2 {
+		t.Fatalf("after install raft sees %v", l)
+	}
+	// The next commit applies Retain=1 to installed snapshots.
+	checkpoint(t, b.Store, bdb, 30, 1)
+	if l, _ := b.List(); len(l) != 1 || l[0].Index != 30 {
+		t.Fatalf("after retention raft sees %v", l)
+	}
+}

@@ -407,9 +407,8 @@ func (s *Store) retain() {
 }
 
 // collect keeps the newest Retain installed snapshots, every pinned one,
-// and the newest pending one if it is newer than any installed one (an
-// install in flight or being retried); it then deletes the manifests of the
-// others, and last the files that no kept manifest references. Crash
+// and the most recently received pending one (an install in flight or
+// being retried); it then deletes the manifests of the others, and last the files that no kept manifest references. Crash
 // safety: a manifest is durable before anything it supersedes is removed,
 // and files go only after the manifests that referenced them.
 func (s *Store) collect() (GCStats, error) {
@@ -420,23 +419,26 @@ func (s *Store) collect() (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
+	// The most recently received pending snapshot is the install raft is
+	// running or will retry; older pending ones were superseded.
+	var lastPending *entry
+	for _, e := range ents {
+		if e.pending && (lastPending == nil || e.meta.Stored.After(lastPending.meta.Stored) ||
+			e.meta.Stored.Equal(lastPending.meta.Stored) && e.id() > lastPending.id()) {
+			lastPending = e
+		}
+	}
 	var keep, drop []*entry
-	installed, seenInstalled, keptPending := 0, false, false
+	installed := 0
 	for _, e := range ents {
 		switch {
-		case e.pinned:
+		case e.pinned || e == lastPending:
 			keep = append(keep, e)
-		case e.pending && !seenInstalled && !keptPending:
-			keep = append(keep, e)
-			keptPending = true
 		case !e.pending && installed < s.cfg.Retain:
 			keep = append(keep, e)
 			installed++
 		default:
 			drop = append(drop, e)
-		}
-		if !e.pending {
-			seenInstalled = true
 		}
 	}
 	for _, e := range drop {
