@@ -263,3 +263,34 @@ func TestStatusAndLeaderFailover(t *testing.T) {
 		t.Fatalf("transfer: %v", err)
 	}
 }
+
+func TestProducerHeldCommitIsResolvedOnce(t *testing.T) {
+	c := testcluster.Start(t, 3, nil)
+	cl := c.Client()
+	ctx := context.Background()
+	p, err := cl.RegisterProducer(ctx, "held", api.DefaultProducerOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A commit whose deadline has already passed: its outcome is unknown.
+	dead, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	_, err = p.Commit(dead, []*pb.Op{api.AddOp([]byte("n"), 1)}, map[string]int64{"in": 1})
+	cancel()
+	if !errors.Is(err, api.ErrUnknownOutcome) || !p.Pending() {
+		t.Fatalf("expired commit: err=%v pending=%v", err, p.Pending())
+	}
+	// The next commit first re-sends the held one (same seq), then its own.
+	if _, err := p.Commit(ctx, []*pb.Op{api.AddOp([]byte("n"), 10)}, map[string]int64{"in": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Pending() {
+		t.Fatal("still pending after resolution")
+	}
+	v, _, err := cl.Get(ctx, []byte("n"))
+	if err != nil || v.Int != 11 {
+		t.Fatalf("n=%d (%v), want 11: the held commit must apply exactly once", v.Int, err)
+	}
+	if r, err := p.Resolve(ctx); r != nil || err != nil {
+		t.Fatalf("resolve with nothing held: %v %v", r, err)
+	}
+}

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -106,9 +105,17 @@ type CommitResult struct {
 	Late      uint64
 }
 
+// ErrPreviousUnresolved: Commit was called while an earlier commit's
+// outcome was still unknown and re-sending it failed again. The new commit
+// was NOT sent; call it again (or Resolve) once the cluster is reachable.
+var ErrPreviousUnresolved = errors.New("cairn: previous commit still unresolved; this commit was not sent")
+
 // Commit applies ops and records offsets and watermarks atomically and
-// exactly once. On ErrUnknownOutcome (the context ended first) the handle
-// keeps the commit and re-sends it, same seq, before any later commit.
+// exactly once. If it returns ErrUnknownOutcome or ErrUnavailable, the
+// commit is held: the handle re-sends it, with the same sequence number, in
+// Resolve or before the next Commit — never re-submit its ops yourself. If
+// it returns ErrPreviousUnresolved, an earlier held commit could not be
+// resolved and this one was not sent.
 func (p *Producer) Commit(ctx context.Context, ops []*pb.Op, offsets map[string]int64, wms ...*pb.Watermark) (*CommitResult, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -117,9 +124,34 @@ func (p *Producer) Commit(ctx context.Context, ops []*pb.Op, offsets map[string]
 	}
 	if p.pending != nil {
 		if _, err := p.send(ctx, p.pending); err != nil {
-			return nil, fmt.Errorf("resolving the previous commit: %w", err)
+			if errors.Is(err, ErrFenced) {
+				return nil, err
+			}
+			return nil, &clientError{ErrPreviousUnresolved, err}
 		}
 	}
+	return p.commitLocked(ctx, ops, offsets, wms)
+}
+
+// Pending reports whether a commit with an unknown outcome is held.
+func (p *Producer) Pending() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pending != nil
+}
+
+// Resolve re-sends the held commit, if any, until its outcome is known, and
+// returns its result (nil, nil when nothing is held).
+func (p *Producer) Resolve(ctx context.Context) (*CommitResult, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending == nil {
+		return nil, p.fenced
+	}
+	return p.send(ctx, p.pending)
+}
+
+func (p *Producer) commitLocked(ctx context.Context, ops []*pb.Op, offsets map[string]int64, wms []*pb.Watermark) (*CommitResult, error) {
 	p.seq++
 	req := &pb.CommitRequest{ProducerId: p.id, Epoch: p.epoch, Seq: p.seq, Ops: ops, Watermarks: wms}
 	srcs := make([]string, 0, len(offsets))

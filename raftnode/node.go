@@ -74,9 +74,8 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, fsm: sm, closed: make(chan struct{})}
 	if n.log == nil {
-		n.log = slog.Default()
+		n.log = slog.Default().With("node", cfg.NodeID)
 	}
-	n.log = n.log.With("node", cfg.NodeID)
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
