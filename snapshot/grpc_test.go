@@ -97,6 +97,22 @@ func TestServerRefusesToServeCorruptFile(t *testing.T) {
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("fetch after quarantine: %v, want NotFound", err)
 	}
+	conn, err := f.conn(a.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other File
+	for _, x := range m.Files {
+		if x.Checksum != sst.Checksum {
+			other = x
+			break
+		}
+	}
+	has, err := snapshotpb.NewFileServiceClient(conn).Has(context.Background(), &snapshotpb.HasRequest{Files: []*snapshotpb.FileID{
+		{Checksum: sst.Checksum, Size: sst.Size}, {Checksum: other.Checksum, Size: other.Size}, {Checksum: "../x", Size: 1}}})
+	if err != nil || len(has.Present) != 3 || has.Present[0] || !has.Present[1] || has.Present[2] {
+		t.Fatalf("Has: %v, %v", has, err)
+	}
 	if a.m.Totals().ServeFailures != 2 {
 		t.Fatalf("serve failures %+v", a.m.Totals())
 	}
