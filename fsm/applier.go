@@ -332,17 +332,17 @@ func (a *applier) sweep(t *txn, ent Entry) error {
 		return nil
 	}
 	bucket := uint64(ent.TimeMs / a.cfg.SweepInterval.Milliseconds())
-	raw, ok, err := t.get(keySweep)
+	mark, err := t.sweepBucket()
 	if err != nil {
 		return errStorage{err}
 	}
-	if ok && len(raw) == 8 && binary.BigEndian.Uint64(raw) >= bucket {
+	if mark.valid && mark.bucket >= bucket {
 		return nil
 	}
-	if err := t.set(keySweep, binary.BigEndian.AppendUint64(nil, bucket)); err != nil {
+	if err := t.setSweepBucket(bucket); err != nil {
 		return errStorage{err}
 	}
-	if !ok {
+	if !mark.found {
 		return nil // first entry with a time: nothing can have expired yet
 	}
 	it, err := t.b.NewIter(nil)

@@ -84,6 +84,10 @@ type FSM struct {
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied advances
+
+	// sweep is keySweep as of the last committed batch (FSM goroutine only;
+	// reset by Restore).
+	sweep sweepMark
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -245,7 +249,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	applied := f.applied.Load()
-	t := &txn{b: f.db.NewIndexedBatch()}
+	t := &txn{b: f.db.NewIndexedBatch(), sweep: f.sweep}
 	defer t.b.Close()
 	var last, lastTerm uint64
 	for i, l := range logs {
@@ -283,6 +287,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	if err := t.b.Commit(wo); err != nil {
 		return f.fail(err, logs, out)
 	}
+	f.sweep = t.sweep
 	f.setApplied(last, lastTerm)
 	return out
 }
@@ -344,6 +349,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.db = db
+	f.sweep = sweepMark{}
 	if err := f.fs.RemoveAll(f.oldDir()); err != nil {
 		f.log.Warn("fsm: removing old db", "err", err)
 	}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"errors"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -10,6 +11,44 @@ import (
 // an entry reads what earlier entries of the same batch wrote.
 type txn struct {
 	b *pebble.Batch
+	// sweep mirrors keySweep, which every entry with a log time consults:
+	// the FSM carries it from batch to batch so that it is read from
+	// Pebble once, not once per entry.
+	sweep sweepMark
+}
+
+// sweepMark is the cached value of keySweep.
+type sweepMark struct {
+	known  bool   // false: not read yet
+	found  bool   // the key exists
+	valid  bool   // and holds 8 bytes
+	bucket uint64 // its value when valid
+}
+
+// sweepBucket returns the stored sweep mark, reading it on first use.
+func (t *txn) sweepBucket() (sweepMark, error) {
+	if t.sweep.known {
+		return t.sweep, nil
+	}
+	raw, ok, err := t.get(keySweep)
+	if err != nil {
+		return sweepMark{}, err
+	}
+	m := sweepMark{known: true, found: ok, valid: ok && len(raw) == 8}
+	if m.valid {
+		m.bucket = binary.BigEndian.Uint64(raw)
+	}
+	t.sweep = m
+	return m, nil
+}
+
+// setSweepBucket stores a new sweep mark.
+func (t *txn) setSweepBucket(bucket uint64) error {
+	if err := t.set(keySweep, binary.BigEndian.AppendUint64(nil, bucket)); err != nil {
+		return err
+	}
+	t.sweep = sweepMark{known: true, found: true, valid: true, bucket: bucket}
+	return nil
 }
 
 // get returns a copy of the value at key, or ok=false.
