@@ -1,0 +1,114 @@
+package netfault
+
+import (
+	"sort"
+	"strings"
+	"testing"
+)
+
+type fakeRunner struct {
+	cmds   []string
+	output map[string]string // command prefix -> output
+}
+
+func (f *fakeRunner) run(name string, args ...string) ([]byte, error) {
+	c := name + " " + strings.Join(args, " ")
+	f.cmds = append(f.cmds, c)
+	for p, out := range f.output {
+		if strings.HasPrefix(c, p) {
+			return []byte(out), nil
+		}
+	}
+	return nil, nil
+}
+
+func (f *fakeRunner) grep(s string) []string {
+	var out []string
+	for _, c := range f.cmds {
+		if strings.Contains(c, s) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestPartitionRulesOnlyCrossGroups(t *testing.T) {
+	f := &fakeRunner{}
+	eps := []Endpoint{{"n1", "127.0.0.11", "cj/n1"}, {"n2", "127.0.0.12", "cj/n2"}, {"n3", "127.0.0.13", "cj/n3"}}
+	n, err := New("t1", eps, f.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := f.grep("-I OUTPUT"); len(j) != 1 || !strings.Contains(j[0], "-j CAIRNJ-t1") || !strings.Contains(j[0], Comment) {
+		t.Fatalf("jump: %v", f.cmds)
+	}
+	if err := n.Partition([][]string{{"n1"}, {"n2", "n3"}}); err != nil {
+		t.Fatal(err)
+	}
+	drops := f.grep("-j DROP")
+	var pairs []string
+	for _, d := range drops {
+		i := strings.Index(d, "--comment ")
+		pairs = append(pairs, strings.Fields(d[i+10:])[0])
+		if !strings.Contains(d, "-A CAIRNJ-t1") {
+			t.Fatalf("rule outside our chain: %s", d)
+		}
+	}
+	sort.Strings(pairs)
+	// Two matchers (address pair, cgroup) per directed cross-group pair.
+	want := "n1->n2 n1->n2 n1->n3 n1->n3 n2->n1 n2->n1 n3->n1 n3->n1"
+	if strings.Join(pairs, " ") != want {
+		t.Fatalf("dropped pairs %v, want %s", pairs, want)
+	}
+	for _, d := range drops {
+		if strings.Contains(d, "127.0.0.1 ") || strings.HasSuffix(d, "127.0.0.1") {
+			t.Fatalf("rule matches the clients' address: %s", d)
+		}
+		if !strings.Contains(d, "-d 127.0.0.1") { // every rule names a node destination
+			t.Fatalf("rule without node destination: %s", d)
+		}
+	}
+	if len(f.grep("--path cj/n1 -d 127.0.0.12")) != 1 {
+		t.Fatalf("cgroup matcher missing: %v", drops)
+	}
+	f.cmds = nil
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"-F CAIRNJ-t1", "-D OUTPUT", "-X CAIRNJ-t1"} {
+		if len(f.grep(want)) == 0 {
+			t.Fatalf("close did not %s: %v", want, f.cmds)
+		}
+	}
+}
+
+func TestCleanRemovesOnlyOurChains(t *testing.T) {
+	f := &fakeRunner{output: map[string]string{
+		"iptables -w -t filter -S": `-P INPUT ACCEPT
+-P OUTPUT ACCEPT
+-N CAIRNJ-abc123
+-N DOCKER
+-A OUTPUT -m comment --comment cairn-jepsen -j CAIRNJ-abc123
+-A OUTPUT -j DOCKER
+-A CAIRNJ-abc123 -s 127.0.0.11/32 -d 127.0.0.12/32 -j DROP
+`,
+		"iptables -w -t mangle -S": "-P OUTPUT ACCEPT\n",
+		"tc qdisc show dev lo":     "qdisc noqueue 0: root refcnt 2\n",
+	}}
+	done, err := Clean(f.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := f.grep("-D OUTPUT"); len(d) != 1 || !strings.Contains(d[0], "-j CAIRNJ-abc123") {
+		t.Fatalf("jump removal: %v", f.cmds)
+	}
+	if len(f.grep("DOCKER")) != 0 && len(f.grep("-X DOCKER")) != 0 {
+		t.Fatalf("touched a foreign chain: %v", f.cmds)
+	}
+	if len(f.grep("-X CAIRNJ-abc123")) != 1 || len(f.grep("tc qdisc del")) != 0 {
+		t.Fatalf("commands: %v", f.cmds)
+	}
+	if len(done) < 2 {
+		t.Fatalf("report: %v", done)
+	}
+}

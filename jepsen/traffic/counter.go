@@ -1,0 +1,108 @@
+package traffic
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairn-db/cairn/jepsen/client"
+	"github.com/cairn-db/cairn/linearizability"
+)
+
+// perKey increments go to one counter key, with deltas 4^0 … 4^30: the
+// deltas of a key are identifiable (each divides the next with ratio 4), so
+// every read decodes into how many times each increment was applied and a
+// duplicate is attributed exactly (linearizability/README.md).
+const perKey = 31
+
+// maxAttempts of one increment before the client gives up on it and
+// restarts its producer (a new epoch fences the abandoned attempts).
+const maxAttempts = 6
+
+// counter: exactly-once increments through producer sessions. Each client
+// owns producer "jepsen-c<id>"; an increment is retried with the same seq
+// until its outcome is known; a fenced or restarted producer registers
+// again. Reads of recent keys go to a random node.
+type counter struct {
+	cfg   Config
+	nodes []string
+	next  atomic.Int64 // increments handed out
+}
+
+func newCounter(cfg Config, nodes []string) *counter { return &counter{cfg: cfg, nodes: nodes} }
+
+func (w *counter) Setup(*client.Client) error { return nil }
+
+// CounterKey is the key and delta of the m-th increment.
+func CounterKey(m int64) (string, int64) {
+	return fmt.Sprintf("ctr-%03d", m/perKey), int64(1) << (2 * (m % perKey))
+}
+
+func (w *counter) keys() int64 { return (w.next.Load()-1)/perKey + 1 }
+
+func (w *counter) Step(c *client.Client, st *ClientState, stop <-chan struct{}) {
+	if st.Session == nil {
+		s, err := c.Register(fmt.Sprintf("jepsen-c%d", c.ID), 5*time.Second)
+		if err != nil {
+			return // try again next step
+		}
+		st.Session = s
+	}
+	if st.Rand.Float64() < 0.4 {
+		n := max(w.keys(), 1)
+		k := n - 1 - int64(st.Rand.IntN(int(min(n, 3))))
+		key, _ := CounterKey(k * perKey)
+		c.ReadCounter(pick(st.Rand, w.nodes), key)
+		return
+	}
+	m := w.next.Add(1) - 1
+	key, delta := CounterKey(m)
+	s := st.Session
+	seq := s.Seq + 1
+	for attempt := 0; ; attempt++ {
+		_, res := c.Commit(s, seq, key, delta)
+		switch res {
+		case client.CommitOK:
+			s.Seq = seq
+			if st.Rand.Float64() < w.cfg.Redeliver {
+				// The reply was "lost": send the same (epoch, seq) again.
+				if _, r := c.Commit(s, seq, key, delta); r == client.CommitReopen {
+					st.Session = nil
+				}
+			}
+			if st.Rand.Float64() < w.cfg.Restart {
+				st.Session = nil // the operator restarts: a new epoch
+			}
+			return
+		case client.CommitReopen, client.CommitRejected:
+			st.Session = nil
+			return
+		}
+		if attempt+1 == maxAttempts {
+			st.Session = nil // give up on this increment; its fate is in the log
+			return
+		}
+		select {
+		case <-stop:
+			return // leave it unknown: the run is over
+		case <-time.After(time.Duration(50+st.Rand.IntN(100)) * time.Millisecond): // backoff before the retry
+		}
+	}
+}
+
+func (w *counter) Final(c *client.Client, deadline time.Time) error {
+	n := w.keys()
+	if w.next.Load() == 0 {
+		n = 0
+	}
+	for k := int64(0); k < n; k++ {
+		key, _ := CounterKey(k * perKey)
+		node := w.nodes[int(k)%len(w.nodes)]
+		if err := retryFinal(deadline, key, func() client.Record { return c.ReadCounter(node, key) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *counter) CheckOptions() linearizability.Options { return linearizability.Options{} }
