@@ -329,6 +329,11 @@ func (c *Client) watchOnce(ctx context.Context, addr, table string, pos *Positio
 		if err != nil {
 			return established, err
 		}
+		if ctx.Err() != nil {
+			// Results already received after the caller stopped are not
+			// delivered.
+			return established, ctx.Err()
+		}
 		cw := closedFromPB(m)
 		if !pos.Less(cw.Position) {
 			// The server resumes strictly after pos; anything else would

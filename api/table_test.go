@@ -412,6 +412,19 @@ func TestWatchDeliversEveryClosedWindowOnceInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDelivered(t, rest, want[mid+1:])
+	// A subscriber that stops after three results gets three, even though
+	// more had already arrived on the stream.
+	n := 0
+	sctx, scancel := context.WithCancel(ctx)
+	err = cl.Watch(sctx, "views", api.Position{}, func(api.ClosedWindow) error {
+		if n++; n == 3 {
+			scancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || n != 3 {
+		t.Fatalf("stopped subscriber: %d results, %v", n, err)
+	}
 }
 
 func dial(t *testing.T, addr string) pb.TableClient {

@@ -12,6 +12,14 @@ import (
 
 func init() { extraCommands = append(extraCommands, newWatchCmd) }
 
+// jsonClosed is the JSON form of one watched result.
+type jsonClosed struct {
+	Position string `json:"position"`
+	Index    uint64 `json:"index"`
+	Ord      uint32 `json:"ord"`
+	jsonWindow
+}
+
 func newWatchCmd() *cobra.Command {
 	var from, output string
 	var count int
@@ -56,9 +64,8 @@ JSON (-o json), one object per line: {"position":"INDEX/ORD","index":..,
 			n := 0
 			err = c.Watch(ctx, args[0], pos, func(cw api.ClosedWindow) error {
 				if output == "json" {
-					jw := toJSONWindow(cw.Key, cw.Start, cw.End, cw.Value)
-					jw.Position, jw.Index, jw.Ord = cw.Position.String(), cw.Position.Index, cw.Position.Ord
-					if err := printJSON(w, jw); err != nil {
+					if err := printJSON(w, jsonClosed{Position: cw.Position.String(), Index: cw.Position.Index, Ord: cw.Position.Ord,
+						jsonWindow: toJSONWindow(cw.Key, cw.Start, cw.End, cw.Value)}); err != nil {
 						return err
 					}
 				} else if _, err := fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\tcount=%d\n", cw.Position, textField(cw.Key),

@@ -28,9 +28,6 @@ func newWindowCmd() *cobra.Command {
 type jsonWindow struct {
 	Key         string `json:"key,omitempty"`
 	KeyEncoding string `json:"key_encoding,omitempty"`
-	Position    string `json:"position,omitempty"`
-	Index       uint64 `json:"index,omitempty"`
-	Ord         uint32 `json:"ord,omitempty"`
 	Start       int64  `json:"start"`
 	End         int64  `json:"end"`
 	StartTime   string `json:"start_time"`
