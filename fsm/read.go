@@ -145,3 +145,32 @@ func (r dbReader) get(key []byte) ([]byte, bool, error) {
 	defer c.Close()
 	return append([]byte(nil), v...), true, nil
 }
+
+// ProducersIn lists every producer session stored in db (the live DB or a
+// checkpoint being taken), in id order. Checkpoint manifests record it.
+func ProducersIn(db *pebble.DB) ([]*ProducerInfo, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: keyProducerIDPrefix, UpperBound: prefixEnd(keyProducerIDPrefix)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []*ProducerInfo
+	for ok := it.First(); ok; ok = it.Next() {
+		rec, err := decodeProducerRecord(it.Value())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec.info())
+	}
+	return out, it.Error()
+}
+
+// Producers lists every producer session.
+func (f *FSM) Producers() ([]*ProducerInfo, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, ErrClosed
+	}
+	return ProducersIn(f.db)
+}

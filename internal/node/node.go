@@ -17,11 +17,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -29,6 +32,7 @@ import (
 	"github.com/cairn-db/cairn/api"
 	"github.com/cairn-db/cairn/fsm"
 	"github.com/cairn-db/cairn/raftnode"
+	"github.com/cairn-db/cairn/snapshot"
 )
 
 // Config is everything one node needs.
@@ -46,6 +50,8 @@ type Config struct {
 	Raft          raftnode.Config // timeouts and thresholds; identity fields are filled from above
 	FSM           fsm.ApplierConfig
 	Limits        api.Limits
+	// RetainCheckpoints: how many checkpoints to keep (0: the default, 2).
+	RetainCheckpoints int
 	// RaftStream, if set, replaces the TCP raft listener (fault tests).
 	RaftStream raft.StreamLayer
 	Logger     *slog.Logger
@@ -65,7 +71,9 @@ func DefaultConfig() Config {
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
-	FSM      *fsm.FSM
+	FSM       *fsm.FSM
+	Snapshots *snapshot.Store
+	fetcher   *snapshot.GRPCFetcher
 	Raft     *raftnode.Node
 	API      *api.Server
 	grpc     *grpc.Server
@@ -108,14 +116,33 @@ func Start(cfg Config) (n *Node, err error) {
 	if grpcAdv == "" {
 		grpcAdv = n.grpcLn.Addr().String()
 	}
+	// Checkpoints: Pebble checkpoints + manifests in a content-addressed
+	// store beside the state (same filesystem: hard links), shipped to
+	// followers file by file over gRPC (snapshot/DESIGN.md).
+	n.fetcher = snapshot.NewGRPCFetcher(grpc.WithTransportCredentials(insecure.NewCredentials()))
+	scfg := snapshot.DefaultConfig(filepath.Join(cfg.DataDir, "snapshots"), cfg.NodeID, grpcAdv)
+	scfg.Fetcher, scfg.Logger = n.fetcher, n.log
+	if cfg.RetainCheckpoints > 0 {
+		scfg.Retain = cfg.RetainCheckpoints
+	}
+	scfg.PebbleOptions = func() *pebble.Options { return fsm.PebbleOptions(vfs.Default) }
+	scfg.Fallback = &fsm.FullCheckpointer{FS: vfs.Default, ScratchDir: filepath.Join(cfg.DataDir, "state", "checkpoints")}
+	scfg.Sources = n.snapshotSources
+	scfg.Extra = checkpointExtra
+	n.registry = prometheus.NewRegistry()
+	scfg.Metrics = newSnapMetrics(n.registry)
+	if n.Snapshots, err = snapshot.Open(scfg); err != nil {
+		return nil, err
+	}
 	fcfg := fsm.DefaultConfig(filepath.Join(cfg.DataDir, "state"))
-	fcfg.Applier, fcfg.Logger = cfg.FSM, n.log
+	fcfg.Applier, fcfg.Logger, fcfg.Checkpointer = cfg.FSM, n.log, n.Snapshots.Checkpointer()
 	if n.FSM, err = fsm.Open(fcfg); err != nil {
 		return nil, err
 	}
 	rc := cfg.Raft
 	rc.NodeID, rc.Dir, rc.RaftAddr, rc.AdvertiseAddr = cfg.NodeID, filepath.Join(cfg.DataDir, "raft"), cfg.RaftAddr, cfg.RaftAdvertise
 	rc.GRPCAddr, rc.Bootstrap, rc.Logger, rc.StreamLayer = grpcAdv, cfg.Bootstrap, n.log, cfg.RaftStream
+	rc.SnapshotStore = n.Snapshots
 	if n.Raft, err = raftnode.New(rc, n.FSM); err != nil {
 		return nil, err
 	}
@@ -124,7 +151,6 @@ func Start(cfg Config) (n *Node, err error) {
 	if n.API, err = api.NewServer(acfg, n.Raft, n.FSM); err != nil {
 		return nil, err
 	}
-	n.registry = prometheus.NewRegistry()
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newCollector(n))
 	for _, c := range raftMetricCollectors() {
 		if err := n.registry.Register(c); err != nil {
@@ -134,6 +160,7 @@ func Start(cfg Config) (n *Node, err error) {
 	metrics := newGRPCMetrics(n.registry)
 	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(metrics.unary), grpc.MaxRecvMsgSize(8<<20))
 	n.API.Register(n.grpc)
+	snapshot.NewServer(n.Snapshots).Register(n.grpc)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)
@@ -259,6 +286,9 @@ func (n *Node) Stop() {
 			}
 		}
 		n.wg.Wait()
+		if n.fetcher != nil {
+			_ = n.fetcher.Close()
+		}
 		if n.FSM != nil {
 			_ = n.FSM.Close()
 		}
