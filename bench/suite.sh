@@ -19,10 +19,10 @@ configs=(
 	"write --clients 1 --total 5000 --value-size 128"
 	"write --clients 16 --total 50000 --value-size 128"
 	"write --clients 64 --total 50000 --value-size 128"
-	"write --clients 64 --total 50000 --value-size 128 --shared-client"
+	"write --clients 64 --total 50000 --value-size 128 --client-per-worker"
 	"read --clients 64 --total 50000 --value-size 128 --consistency linearizable"
 	"read --clients 64 --total 50000 --value-size 128 --consistency stale"
-	"read --clients 64 --total 50000 --value-size 128 --consistency stale --shared-client"
+	"read --clients 64 --total 50000 --value-size 128 --consistency stale --client-per-worker"
 	"commit --ops-per-commit 1000"
 )
 
