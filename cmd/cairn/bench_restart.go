@@ -214,7 +214,7 @@ func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*re
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(log, "restart %d: stale read %s, /readyz %s, linearizable read %s\n", i+1, since(stale), since(ready), since(linear))
+		fmt.Fprintf(log, "restart %d: stale read %s, /readyz %s, linearizable read %s\n", i+1, fmtDuration(stale), fmtDuration(ready), fmtDuration(linear))
 		res.StaleReadSec = append(res.StaleReadSec, stale.Seconds())
 		res.ReadyzSec = append(res.ReadyzSec, ready.Seconds())
 		res.LinearReadSec = append(res.LinearReadSec, linear.Seconds())

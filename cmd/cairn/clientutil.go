@@ -143,8 +143,8 @@ func textField(b []byte) string {
 	return s
 }
 
-// since renders a duration for humans.
-func since(d time.Duration) string {
+// fmtDuration renders a duration for humans.
+func fmtDuration(d time.Duration) string {
 	switch {
 	case d < time.Millisecond:
 		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
