@@ -80,7 +80,9 @@ func newSnapMetrics(r prometheus.Registerer) *snapMetrics {
 	h := func(name, help string) prometheus.Histogram {
 		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)})
 	}
-	g := func(name, help string) prometheus.Gauge { return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}) }
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}

@@ -69,22 +69,22 @@ func DefaultConfig() Config {
 
 // Node is a running cairn server.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
+	cfg       Config
+	log       *slog.Logger
 	FSM       *fsm.FSM
 	Snapshots *snapshot.Store
 	fetcher   *snapshot.GRPCFetcher
-	Raft     *raftnode.Node
-	API      *api.Server
-	grpc     *grpc.Server
-	grpcLn   net.Listener
-	httpSrv  *http.Server
-	httpLn   net.Listener
-	health   *health.Server
-	registry *prometheus.Registry
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	stopOnce sync.Once
+	Raft      *raftnode.Node
+	API       *api.Server
+	grpc      *grpc.Server
+	grpcLn    net.Listener
+	httpSrv   *http.Server
+	httpLn    net.Listener
+	health    *health.Server
+	registry  *prometheus.Registry
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	stopOnce  sync.Once
 }
 
 // Start opens the state, starts raft, and serves gRPC (and HTTP).
@@ -294,3 +294,6 @@ func (n *Node) Stop() {
 		}
 	})
 }
+
+// Registry is the node's Prometheus registry.
+func (n *Node) Registry() *prometheus.Registry { return n.registry }
