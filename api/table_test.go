@@ -24,8 +24,30 @@ import (
 
 const minute = 60_000
 
+// startCluster starts n nodes and waits until every node knows every
+// node's client address (announced through the log at start), so that
+// followers can forward and no announcement lands in the log later.
+func startCluster(t *testing.T, n int) *testcluster.Cluster {
+	c := testcluster.Start(t, n, nil)
+	for _, m := range c.Members {
+		testcluster.WaitFor(t, m.ID+" to know every client address", 15*time.Second, func() bool {
+			addrs, err := m.Node.FSM.NodeAddrs()
+			if err != nil {
+				return false
+			}
+			for _, o := range c.Members {
+				if addrs[o.ID] != o.Node.GRPCAddr() {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	return c
+}
+
 func TestTableCRUD(t *testing.T) {
-	c := testcluster.Start(t, 3, nil)
+	c := startCluster(t, 3)
 	l := c.Leader()
 	ctx := context.Background()
 	// Only a follower is known: writes are forwarded to the leader.
@@ -101,7 +123,7 @@ func TestTableCRUD(t *testing.T) {
 }
 
 func TestWindowQueries(t *testing.T) {
-	c := testcluster.Start(t, 3, nil)
+	c := startCluster(t, 3)
 	cl := c.Client()
 	ctx := context.Background()
 	if _, err := cl.CreateTable(ctx, "clicks", "tumbling 1m count lateness=10s retention=1h"); err != nil {
@@ -329,7 +351,7 @@ func toPB(cw api.ClosedWindow) *pb.ClosedWindow {
 var pages = []string{"home", "search", "product", "cart", "checkout", "help"}
 
 func TestWatchDeliversEveryClosedWindowOnceInOrder(t *testing.T) {
-	c := testcluster.Start(t, 3, nil)
+	c := startCluster(t, 3)
 	cl := c.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -453,7 +475,7 @@ func recvN(t *testing.T, s pb.Table_WatchClient, got *[]*pb.ClosedWindow, n int)
 // the leader stops; the subscriber resumes from its last position on
 // another node: nothing missed, nothing twice.
 func TestWatchResumeAcrossLeaderChange(t *testing.T) {
-	c := testcluster.Start(t, 3, nil)
+	c := startCluster(t, 3)
 	cl := c.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -508,7 +530,7 @@ func TestWatchResumeAcrossLeaderChange(t *testing.T) {
 // The Go client's Watch keeps going while the node it reads from (the
 // leader) is stopped mid-stream, and delivers exactly the reference.
 func TestWatchClientSurvivesLeaderStop(t *testing.T) {
-	c := testcluster.Start(t, 3, nil)
+	c := startCluster(t, 3)
 	cl := c.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -585,7 +607,7 @@ func TestWatchClientSurvivesLeaderStop(t *testing.T) {
 }
 
 func TestWatchTrimmedPosition(t *testing.T) {
-	c := testcluster.Start(t, 1, nil)
+	c := startCluster(t, 1)
 	cl := c.Client()
 	ctx := context.Background()
 	if _, err := cl.CreateTable(ctx, "views", "tumbling 1m count retention=1m"); err != nil {
@@ -646,7 +668,7 @@ func TestWatchTrimmedPosition(t *testing.T) {
 // A follower that has not applied a table's creation yet still accepts a
 // watch of it (it asks the leader and waits), instead of NotFound.
 func TestWatchOnLaggingFollower(t *testing.T) {
-	c := testcluster.Start(t, 3, nil)
+	c := startCluster(t, 3)
 	l := c.Leader()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -674,7 +696,7 @@ func TestWatchOnLaggingFollower(t *testing.T) {
 // A node cut off from the cluster ends its watch streams (Unavailable), so
 // that subscribers move to a node that still receives results.
 func TestWatchEndsOnIsolatedNode(t *testing.T) {
-	c := testcluster.Start(t, 3, nil)
+	c := startCluster(t, 3)
 	l := c.Leader()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
