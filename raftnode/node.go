@@ -121,7 +121,16 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, sm, store, store, n.snaps, n.trans)
+	// Replication and followers' applies read back entries that were just
+	// written: serve them from memory instead of a bbolt read and msgpack
+	// decode each. Twice MaxAppendEntries covers a batch in flight and the
+	// next one; entries are small commands (bounded by the API's request limit).
+	logs, err := raft.NewLogCache(2*cfg.MaxAppendEntries, store)
+	if err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	r, err := raft.NewRaft(rc, sm, logs, store, n.snaps, n.trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("raftnode: start raft: %w", err)
