@@ -110,6 +110,22 @@ func printJepsenResult(w io.Writer, cfg jepsen.Config, res *jepsen.Result) {
 		fmt.Fprintf(w, "  operations: %d (%d ok, %d failed, %d unknown); unknowns resolved from the raft log: %d committed, %d absent\n",
 			s.Ops.Total, s.Ops.OK, s.Ops.Fail, s.Ops.Unknown, s.Resolved.Committed, s.Resolved.Absent)
 		fmt.Fprintf(w, "  latency:    p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", s.Latency.P50, s.Latency.P99, s.Latency.Max)
+		if len(s.Anomalies) > 0 {
+			counts := map[string]int{}
+			var types []string
+			for _, a := range s.Anomalies {
+				t := a.Checker + "/" + string(a.Type)
+				if counts[t] == 0 {
+					types = append(types, t)
+				}
+				counts[t]++
+			}
+			fmt.Fprintf(w, "  anomalies:  %d:", len(s.Anomalies))
+			for _, t := range types {
+				fmt.Fprintf(w, " %d %s", counts[t], t)
+			}
+			fmt.Fprintln(w)
+		}
 		for i, a := range s.Anomalies {
 			if i == 10 {
 				fmt.Fprintf(w, "  … %d more anomalies in summary.json\n", len(s.Anomalies)-10)

@@ -94,18 +94,24 @@ func (c *Cluster) Members(ctx context.Context, n *Node) (map[string]bool, error)
 // Leader returns the running node that reports itself leader in the
 // highest term, asking every running node.
 func (c *Cluster) Leader(ctx context.Context) (*Node, uint64, error) {
-	var best *Node
-	var term uint64
-	for _, n := range c.nodes {
+	sts := make([]*pb.NodeStatus, len(c.nodes))
+	var wg sync.WaitGroup
+	for i, n := range c.nodes {
 		if n.State() != StateRunning {
 			continue
 		}
-		st, err := c.LocalStatus(ctx, n, 500*time.Millisecond)
-		if err != nil {
-			continue
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sts[i], _ = c.LocalStatus(ctx, n, 500*time.Millisecond)
+		}()
+	}
+	wg.Wait()
+	var best *Node
+	var term uint64
+	for i, st := range sts {
 		if st.GetRole() == "leader" && st.GetTerm() >= term {
-			best, term = n, st.GetTerm()
+			best, term = c.nodes[i], st.GetTerm()
 		}
 	}
 	if best == nil {

@@ -52,13 +52,16 @@ func wellFormed(t *testing.T, name, doc string) {
 
 func TestPlotsAreWellFormedAndLabelled(t *testing.T) {
 	recs, s := sample()
-	p := plotData{recs: recs, events: s.Timeline, leaders: s.Leaders, end: s.RunEnd}
+	p := plotData{recs: recs, events: s.Timeline, leaders: s.Leaders, end: s.RunEnd, flagged: map[string]bool{recs[3].ID: true}}
 	for name, doc := range map[string]string{"latency": latencySVG(p), "throughput": throughputSVG(p)} {
 		wellFormed(t, name, doc)
 		for _, want := range []string{"kill-leader", "partition-halves", "&lt;&amp;&gt;", ">n2<", "leader"} {
 			if !strings.Contains(doc, want) {
 				t.Errorf("%s: missing %q", name, want)
 			}
+		}
+		if name == "latency" && !strings.Contains(doc, `a5 5 0 1 0`) {
+			t.Errorf("latency: the operation named by an anomaly is not ringed")
 		}
 	}
 	// Empty runs still draw.

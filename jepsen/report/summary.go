@@ -139,7 +139,12 @@ func Write(dir string, s *Summary, recs []client.Record) error {
 	if err := WriteJSON(filepath.Join(dir, "summary.json"), s); err != nil {
 		return err
 	}
-	p := plotData{recs: recs, events: s.Timeline, leaders: s.Leaders, end: max(s.RunEnd, lastReturn(recs))}
+	p := plotData{recs: recs, events: s.Timeline, leaders: s.Leaders, end: max(s.RunEnd, lastReturn(recs)), flagged: map[string]bool{}}
+	for _, a := range s.Anomalies {
+		for _, id := range a.Ops {
+			p.flagged[id] = true
+		}
+	}
 	if err := os.WriteFile(filepath.Join(dir, "latency.svg"), []byte(latencySVG(p)), 0o644); err != nil {
 		return err
 	}

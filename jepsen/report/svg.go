@@ -14,7 +14,9 @@ import (
 )
 
 type plotData struct {
-	recs    []client.Record
+	recs []client.Record
+	// flagged are the request ids named by anomalies: ringed in red.
+	flagged map[string]bool
 	events  []nemesis.Event
 	leaders []cluster.LeaderSample
 	end     int64 // run clock, ns
@@ -92,7 +94,11 @@ func (p plotData) faults(b *svgBuf) {
 		}
 		b.f(`<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" fill-opacity="0.16" stroke="%s" stroke-opacity="0.5"><title>%s</title></rect>`+"\n",
 			xa, y0, xb-xa, y1-y0, c, c, html.EscapeString(tip))
-		b.f(`<text x="%.1f" y="%d" fill="%s" font-size="10" font-weight="bold">%s</text>`+"\n", xa+2, y0+11+12*(i%3), c, html.EscapeString(e.Name))
+		lx, anchor := xa+2, "start"
+		if xa+float64(6*len(e.Name)) > x1 { // keep labels of late faults inside the plot
+			lx, anchor = math.Min(xb, x1)-2, "end"
+		}
+		b.f(`<text x="%.1f" y="%d" fill="%s" font-size="10" font-weight="bold" text-anchor="%s">%s</text>`+"\n", lx, y0+11+12*(i%3), c, anchor, html.EscapeString(e.Name))
 	}
 }
 
@@ -146,6 +152,8 @@ func (p plotData) legend(b *svgBuf, items [][3]string) {
 			b.f(`<circle cx="%d" cy="%d" r="3.5" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", lx+5, y+5, it[1], lx+16, y+9, html.EscapeString(it[2]))
 		case "tri":
 			b.f(`<path d="M%d %d l4 7 h-8 z" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", lx+5, y+1, it[1], lx+16, y+9, html.EscapeString(it[2]))
+		case "ring":
+			b.f(`<circle cx="%d" cy="%d" r="4.5" fill="none" stroke="%s" stroke-width="1.5"/><text x="%d" y="%d">%s</text>`+"\n", lx+5, y+5, it[1], lx+16, y+9, html.EscapeString(it[2]))
 		case "cross":
 			b.f(`<path d="M%d %d l7 7 M%d %d l-7 7" stroke="%s" stroke-width="1.6"/><text x="%d" y="%d">%s</text>`+"\n", lx+1, y+2, lx+8, y+2, it[1], lx+16, y+9, html.EscapeString(it[2]))
 		default:
@@ -213,10 +221,13 @@ func latencySVG(p plotData) string {
 	}
 	b.f(`<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>`+"\n", x0, y0, x0, y1)
 	b.f(`<text transform="translate(16 %d) rotate(-90)" text-anchor="middle">latency</text>`+"\n", (y0+y1)/2)
-	var reads, writes, fails, unknowns strings.Builder
+	var reads, writes, fails, unknowns, rings strings.Builder
 	for _, r := range p.recs {
 		ms := float64(max(r.Return-r.Call, 1000)) / 1e6
 		px, py := p.x(r.Call), y(ms)
+		if p.flagged[r.ID] {
+			fmt.Fprintf(&rings, "M%.1f %.1fa5 5 0 1 0 0.01 0z", px, py)
+		}
 		switch {
 		case r.Outcome == linearizability.OutcomeFail:
 			fmt.Fprintf(&fails, "M%.1f %.1fl4 4m0 -4l-4 4", px-2, py-2)
@@ -232,10 +243,13 @@ func latencySVG(p plotData) string {
 	b.f(`<path d="%s" fill="%s" fill-opacity="0.7"/>`+"\n", writes.String(), colWrite)
 	b.f(`<path d="%s" fill="%s"/>`+"\n", unknowns.String(), colUnknown)
 	b.f(`<path d="%s" stroke="%s" stroke-width="1.2" fill="none"/>`+"\n", fails.String(), colFail)
+	if rings.Len() > 0 {
+		b.f(`<path d="%s" stroke="%s" stroke-width="1.5" fill="none"/>`+"\n", rings.String(), colFail)
+	}
 	p.leaderLane(&b)
 	p.xAxis(&b)
 	items := [][3]string{{"head", "", "operations"}, {"dot", colRead, "read ok"}, {"dot", colWrite, "write ok"},
-		{"tri", colUnknown, "unknown (gave up)"}, {"cross", colFail, "failed (not applied)"}, {"head", "", ""}}
+		{"tri", colUnknown, "unknown (gave up)"}, {"cross", colFail, "failed (not applied)"}, {"ring", colFail, "named by an anomaly"}, {"head", "", ""}}
 	p.legend(&b, append(items, p.faultLegend()...))
 	b.f("</svg>\n")
 	return b.String()
