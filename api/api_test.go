@@ -125,7 +125,10 @@ func TestBadInputIsRejectedAndNeverLogged(t *testing.T) {
 			return err
 		}, codes.InvalidArgument},
 		{"missing key", func() error { _, err := kv.Get(ctx, &pb.GetRequest{Key: []byte("absent")}); return err }, codes.NotFound},
-		{"bad scan range", func() error { _, err := kv.Scan(ctx, &pb.ScanRequest{Start: []byte("b"), End: []byte("a")}); return err }, codes.InvalidArgument},
+		{"bad scan range", func() error {
+			_, err := kv.Scan(ctx, &pb.ScanRequest{Start: []byte("b"), End: []byte("a")})
+			return err
+		}, codes.InvalidArgument},
 		{"commit unregistered", func() error {
 			_, err := pb.NewProducerClient(cc).Commit(ctx, &pb.CommitRequest{Ops: []*pb.Op{api.AddOp([]byte("k"), 1)}})
 			return err

@@ -198,4 +198,3 @@ func (c *Client) TransferLeader(ctx context.Context, id string) (string, error) 
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-

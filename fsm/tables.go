@@ -394,7 +394,8 @@ func (a *applier) advance(t *txn, ent Entry, tr *tableRecord, newWM int64) error
 		return fmt.Errorf("%w: table %q spec: %v", ErrCorruptState, tr.Name, err)
 	}
 	st := batchState{t}
-	p, err := eng.Advance(st, tr.Watermark, newWM)
+	oldWM := tr.Watermark
+	p, err := eng.Advance(st, oldWM, newWM)
 	if err != nil {
 		return err
 	}
@@ -410,7 +411,10 @@ func (a *applier) advance(t *txn, ent Entry, tr *tableRecord, newWM int64) error
 	}
 	tr.Watermark = newWM
 	// Trim the watch log: it is ordered by close time, so expired entries
-	// form a prefix.
+	// form a prefix. Only entries that had expired before this advance go:
+	// a window that closes and expires in the same advance (retention 0, or
+	// a jump past the retention) stays in the log until the next one, so
+	// that watchers can see it.
 	lp := closedLogPrefix(tr.Name)
 	it, err := t.b.NewIter(nil)
 	if err != nil {
@@ -423,7 +427,7 @@ func (a *applier) advance(t *txn, ent Entry, tr *tableRecord, newWM int64) error
 			_ = it.Close()
 			return err
 		}
-		if c.Expire > newWM {
+		if c.Expire > oldWM {
 			break
 		}
 		trimTo = append(trimTo[:0], it.Key()...)

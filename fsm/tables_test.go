@@ -84,8 +84,10 @@ func TestTableLifecycle(t *testing.T) {
 	if len(rest) != 1 || string(rest[0].Key) != "b" {
 		t.Fatalf("resume %+v", rest)
 	}
-	// Far ahead: everything closes and expires; the table is empty again.
+	// Far ahead: everything closes and expires; the table is empty again
+	// (the watch log is trimmed at the advance after expiry).
 	applyOne(t, f, lg.next(commitW(p(), 100*min)))
+	applyOne(t, f, lg.next(commitW(p(), 101*min)))
 	if ws, _ := f.Windows("clicks", []byte("a"), 0, 200*min); len(ws) != 0 {
 		t.Fatalf("not evicted: %+v", ws)
 	}
@@ -163,4 +165,24 @@ func TestTableBoundedAndDeterministic(t *testing.T) {
 		t.Fatalf("table state grew to %d keys", maxKeys)
 	}
 	_ = window.MinWatermark
+}
+
+func TestWatchLogKeepsRetentionZeroResults(t *testing.T) {
+	f := openMem(t, vfs.NewMem())
+	defer f.Close()
+	lg := newLogger()
+	applyOne(t, f, lg.next(createTable("v", "tumbling 1m count")))
+	reg := applyOne(t, f, lg.next(register("op")))
+	applyOne(t, f, lg.next(commitW(&command.Producer{ID: reg.Producer, Epoch: 1, Seq: 1}, 0, wadd("v", "a", 0, 1))))
+	applyOne(t, f, lg.next(commitW(&command.Producer{ID: reg.Producer, Epoch: 1, Seq: 2}, 2*60_000)))
+	info, _ := f.Table("v")
+	got, err := f.ClosedSince("v", 0, 0, 0)
+	if info.Closed != 1 || len(got) != 1 {
+		t.Fatalf("closed %d windows, watch log holds %d (%v)", info.Closed, len(got), err)
+	}
+	// The next advance trims it.
+	applyOne(t, f, lg.next(commitW(&command.Producer{ID: reg.Producer, Epoch: 1, Seq: 3}, 3*60_000)))
+	if got, _ := f.ClosedSince("v", 0, 0, 0); len(got) != 0 {
+		t.Fatalf("expired entry not trimmed: %d left", len(got))
+	}
 }
