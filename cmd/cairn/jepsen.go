@@ -138,7 +138,11 @@ func printJepsenResult(w io.Writer, cfg jepsen.Config, res *jepsen.Result) {
 		fmt.Fprintf(w, "  reason:     %s\n", res.Reason)
 	}
 	if res.Dir != "" {
-		fmt.Fprintf(w, "  report:     %s\n", filepath.Join(res.Dir, "index.html"))
+		if _, err := os.Stat(filepath.Join(res.Dir, "index.html")); err == nil {
+			fmt.Fprintf(w, "  report:     %s\n", filepath.Join(res.Dir, "index.html"))
+		} else if _, err := os.Stat(filepath.Join(res.Dir, "summary.json")); err == nil {
+			fmt.Fprintf(w, "  summary:    %s\n", filepath.Join(res.Dir, "summary.json"))
+		}
 	}
 	fmt.Fprintf(w, "  rerun:      %s\n", cfg.Command(cfg.Out+"-rerun"))
 }

@@ -73,9 +73,9 @@ func TestAppliedCommitsReplaysProducerRules(t *testing.T) {
 		commit(3, 2, 1, 1),   // applied
 		commit(4, 2, 1, 1),   // duplicate: not applied again
 		commit(5, 2, 1, 3),   // sequence gap
-		reg(6, "a"),          // epoch 2, same id
-		commit(7, 2, 1, 2),   // fenced
-		commit(8, 2, 2, 1),   // applied
+		reg(6, "a"),          // epoch 2, same id, sequence restarts
+		commit(7, 2, 2, 1),   // applied
+		commit(8, 2, 1, 2),   // fenced, although seq 2 would be next
 		commit(9, 99, 1, 1),  // unknown producer
 		reg(10, "b"),         // producer id 10
 		commit(11, 10, 1, 1), // applied
