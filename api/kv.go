@@ -6,6 +6,7 @@ import (
 	pb "github.com/cairn-db/cairn/api/cairnpb"
 	"github.com/cairn-db/cairn/fsm"
 	"github.com/cairn-db/cairn/fsm/command"
+	"github.com/cairn-db/cairn/internal/faulty"
 )
 
 // write validates a batch, submits it, and forwards to the leader when this
@@ -14,7 +15,13 @@ func (s *Server) write(ctx context.Context, b *command.Batch) (*command.Result, 
 	if err := s.cfg.Limits.checkBatch(b); err != nil {
 		return nil, err
 	}
-	res, err := s.apply(ctx, &command.Command{Type: command.TypeBatch, Batch: b})
+	var res *command.Result
+	var err error
+	if s.coalesce != nil && mergeable(b) && s.raft.IsLeader() && !faulty.Enabled(faulty.AckBeforeCommit) {
+		res, err = s.coalesce.write(ctx, b)
+	} else {
+		res, err = s.apply(ctx, &command.Command{Type: command.TypeBatch, Batch: b})
+	}
 	if err != nil {
 		return nil, err
 	}

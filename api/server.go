@@ -64,11 +64,14 @@ type Config struct {
 	ForwardTimeout time.Duration
 	// PID reported by Status (the process id; tests may fake it).
 	PID int64
+	// CoalesceWrites lets concurrent plain puts and deletes share one log
+	// entry (see coalescer). On by default.
+	CoalesceWrites bool
 }
 
 // DefaultConfig returns defaults.
 func DefaultConfig() Config {
-	return Config{Limits: DefaultLimits(), ForwardTimeout: 30 * time.Second}
+	return Config{Limits: DefaultLimits(), ForwardTimeout: 30 * time.Second, CoalesceWrites: true}
 }
 
 // Validate reports a configuration that cannot work.
@@ -97,6 +100,8 @@ type Server struct {
 	// closing is closed by Close; open Watch streams end with Unavailable.
 	closing   chan struct{}
 	closeOnce sync.Once
+
+	coalesce *coalescer // merges concurrent plain writes; nil: off
 }
 
 // NewServer returns a Server over a raft node and its state machine.
@@ -108,7 +113,11 @@ func NewServer(cfg Config, r Raft, s State) (*Server, error) {
 	if l == nil {
 		l = slog.Default()
 	}
-	return &Server{cfg: cfg, raft: r, state: s, log: l, conns: map[string]*grpc.ClientConn{}, closing: make(chan struct{})}, nil
+	srv := &Server{cfg: cfg, raft: r, state: s, log: l, conns: map[string]*grpc.ClientConn{}, closing: make(chan struct{})}
+	if cfg.CoalesceWrites {
+		srv.coalesce = newCoalescer(r, coalesceMaxOps, min(coalesceMaxBytes, cfg.Limits.MaxRequestBytes))
+	}
+	return srv, nil
 }
 
 // Register adds the services to g.

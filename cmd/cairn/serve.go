@@ -75,6 +75,7 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 	f.BoolVar(&cfg.Raft.LogNoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes are NOT durable)")
 	f.IntVar(&cfg.BlockProfileRate, "block-profile-rate", 0, "sample goroutine blocking events (runtime.SetBlockProfileRate, nanoseconds; 0 off) for /debug/pprof/block")
 	f.IntVar(&cfg.MutexProfileFraction, "mutex-profile-fraction", 0, "sample 1/N mutex contention events for /debug/pprof/mutex (0 off)")
+	f.BoolVar(&cfg.CoalesceWrites, "coalesce-writes", cfg.CoalesceWrites, "let concurrent plain puts and deletes share one raft log entry")
 	f.IntVar(&cfg.Limits.MaxKeyBytes, "max-key-bytes", cfg.Limits.MaxKeyBytes, "largest key accepted")
 	f.IntVar(&cfg.Limits.MaxValueBytes, "max-value-bytes", cfg.Limits.MaxValueBytes, "largest value accepted")
 	f.IntVar(&cfg.Limits.MaxBatchOps, "max-batch-ops", cfg.Limits.MaxBatchOps, "most operations in one batch or commit")
