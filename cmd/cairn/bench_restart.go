@@ -36,9 +36,8 @@ type restartConfig struct {
 	BatchBytes int
 	Loaders    int
 	Restarts   int
-	Kill       bool // SIGKILL instead of SIGTERM before each restart
-	Dir        string
-	Keep       bool
+	Kill       bool   // SIGKILL instead of SIGTERM before each restart
+	Dir        string // kept afterwards; "" uses a temporary one
 	Bin        string
 	ServeFlags []string
 }
@@ -148,15 +147,17 @@ type restartNode struct {
 
 func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*restartResult, error) {
 	dir := cfg.Dir
-	if dir == "" {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	} else {
 		d, err := os.MkdirTemp("", "cairn-bench-restart-")
 		if err != nil {
 			return nil, err
 		}
 		dir = d
-		if !cfg.Keep {
-			defer os.RemoveAll(d)
-		}
+		defer os.RemoveAll(d)
 	}
 	ports, err := freePorts(3)
 	if err != nil {
