@@ -38,8 +38,10 @@ type Config struct {
 	// Faults lists planted bugs to switch on (CAIRN_FAULTS), e.g. skip-dedup.
 	Faults string
 
-	OpTimeout       time.Duration // per client operation
-	Quiet, Hold     time.Duration // mean pause between faults and mean fault length
+	OpTimeout time.Duration // per client operation
+	// Quiet and Hold are the mean pause between faults and the mean fault
+	// length (--fault-interval, --fault-duration).
+	Quiet, Hold     time.Duration
 	RecoveryTimeout time.Duration // for the cluster to heal and for final reads
 	CheckTimeout    time.Duration // porcupine's budget
 
@@ -126,7 +128,7 @@ func (c Config) Args(out string) []string {
 	durs := []struct {
 		flag   string
 		v, def time.Duration
-	}{{"--op-timeout", c.OpTimeout, d.OpTimeout}, {"--quiet", c.Quiet, d.Quiet}, {"--hold", c.Hold, d.Hold},
+	}{{"--op-timeout", c.OpTimeout, d.OpTimeout}, {"--fault-interval", c.Quiet, d.Quiet}, {"--fault-duration", c.Hold, d.Hold},
 		{"--recovery-timeout", c.RecoveryTimeout, d.RecoveryTimeout}, {"--check-timeout", c.CheckTimeout, d.CheckTimeout}}
 	for _, x := range durs {
 		if x.v != x.def {

@@ -32,12 +32,12 @@ func TestCommandReproducesTheRun(t *testing.T) {
 	c.ServeArgs = []string{"--log-level=debug"}
 	cmd := c.Command("out dir")
 	for _, want := range []string{"--seed 42", "--workload counter", "--nemesis kill,transfer", "--faults skip-dedup",
-		"--hold 1.5s", "--out 'out dir'", "--serve-arg --log-level=debug"} {
+		"--fault-duration 1.5s", "--out 'out dir'", "--serve-arg --log-level=debug"} {
 		if !strings.Contains(cmd, want) {
 			t.Errorf("command %q lacks %q", cmd, want)
 		}
 	}
-	if strings.Contains(cmd, "--quiet") {
+	if strings.Contains(cmd, "--fault-interval") {
 		t.Errorf("default flags repeated: %s", cmd)
 	}
 }

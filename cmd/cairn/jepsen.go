@@ -81,8 +81,8 @@ skipped when unavailable, when named explicitly the run stops with status 2.`,
 	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to test (default: go build ./cmd/cairn, with -tags faultybuild when --faults is set)")
 	f.StringVar(&cfg.Faults, "faults", "", "planted bugs to switch on (needs a faultybuild binary): skip-dedup, stale-read, ack-before-commit")
 	f.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "client timeout of one operation")
-	f.DurationVar(&cfg.Quiet, "quiet", cfg.Quiet, "mean pause between faults")
-	f.DurationVar(&cfg.Hold, "hold", cfg.Hold, "mean length of a fault")
+	f.DurationVar(&cfg.Quiet, "fault-interval", cfg.Quiet, "mean pause between two faults (drawn from [½, 1½]×)")
+	f.DurationVar(&cfg.Hold, "fault-duration", cfg.Hold, "mean length of a fault (drawn from [½, 1½]×)")
 	f.DurationVar(&cfg.RecoveryTimeout, "recovery-timeout", cfg.RecoveryTimeout, "time allowed to recover after healing, and for the final reads")
 	f.DurationVar(&cfg.CheckTimeout, "check-timeout", cfg.CheckTimeout, "time allowed to the linearizability checker")
 	f.IntVar(&cfg.Keys, "keys", cfg.Keys, "register: number of keys")
@@ -90,7 +90,7 @@ skipped when unavailable, when named explicitly the run stops with status 2.`,
 	f.Float64Var(&cfg.Redeliver, "redeliver", cfg.Redeliver, "counter: probability of re-sending an acknowledged commit (a lost reply)")
 	f.Float64Var(&cfg.Restart, "restart", cfg.Restart, "counter: probability of a producer restart (new epoch) after an operation")
 	f.StringArrayVar(&cfg.ServeArgs, "serve-arg", nil, "extra flag for every 'cairn serve' (repeatable)")
-	f.BoolVarP(&quietLog, "quiet-log", "q", false, "do not print progress on stderr")
+	f.BoolVarP(&quietLog, "quiet", "q", false, "do not print progress on stderr")
 	return cmd
 }
 
