@@ -50,6 +50,8 @@ type Config struct {
 	Raft          raftnode.Config // timeouts and thresholds; identity fields are filled from above
 	FSM           fsm.ApplierConfig
 	Limits        api.Limits
+	// CoalesceWrites lets concurrent plain writes share a log entry (api.Config).
+	CoalesceWrites bool
 	// RetainCheckpoints: how many checkpoints to keep (0: the default, 2).
 	RetainCheckpoints int
 	// RaftStream, if set, replaces the TCP raft listener (fault tests).
@@ -64,7 +66,7 @@ type Config struct {
 
 // DefaultConfig returns defaults.
 func DefaultConfig() Config {
-	return Config{Raft: raftnode.DefaultConfig(), FSM: fsm.DefaultApplierConfig(), Limits: api.DefaultLimits()}
+	return Config{Raft: raftnode.DefaultConfig(), FSM: fsm.DefaultApplierConfig(), Limits: api.DefaultLimits(), CoalesceWrites: true}
 }
 
 // Node is a running cairn server.
@@ -148,6 +150,7 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	acfg := api.DefaultConfig()
 	acfg.NodeID, acfg.GRPCAddr, acfg.Limits, acfg.Logger = cfg.NodeID, grpcAdv, cfg.Limits, n.log
+	acfg.CoalesceWrites = cfg.CoalesceWrites
 	if n.API, err = api.NewServer(acfg, n.Raft, n.FSM); err != nil {
 		return nil, err
 	}
