@@ -41,6 +41,9 @@ type Config struct {
 	TrailingLogs       uint64
 	// ApplyTimeout bounds queueing a command (not its commit).
 	ApplyTimeout time.Duration
+	// Pipeline enables raft's pipelined replication. Off by default: it
+	// can deadlock after a partition heals (hashicorp/raft#612).
+	Pipeline bool
 	// LogNoSync disables fsync of the raft log. Only for benchmarks that
 	// show what fsync costs: acknowledged writes are then NOT durable.
 	LogNoSync bool

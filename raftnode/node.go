@@ -130,7 +130,11 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	r, err := raft.NewRaft(rc, sm, logs, store, n.snaps, n.trans)
+	var trans raft.Transport = n.trans
+	if !cfg.Pipeline {
+		trans = noPipelineTransport{n.trans}
+	}
+	r, err := raft.NewRaft(rc, sm, logs, store, n.snaps, trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("raftnode: start raft: %w", err)

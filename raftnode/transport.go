@@ -42,3 +42,17 @@ func (s *TCPStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (n
 	d := net.Dialer{Timeout: timeout}
 	return d.Dial("tcp", string(addr))
 }
+
+// noPipelineTransport turns off pipelined AppendEntries. hashicorp/raft's
+// pipeline can deadlock after a partition heals (hashicorp/raft#612): the
+// follower's replication stalls for good and Shutdown hangs — seen here in
+// the fault harness. Without it, raft replicates with one synchronous
+// AppendEntries per follower at a time (still up to MaxAppendEntries
+// entries each).
+type noPipelineTransport struct {
+	*raft.NetworkTransport
+}
+
+func (noPipelineTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
