@@ -36,7 +36,8 @@ func (s *Server) Status(ctx context.Context, req *pb.StatusRequest) (*pb.StatusR
 	}
 	members, err := s.raft.Members()
 	if err != nil {
-		return nil, toStatus(err)
+		// Raft is still starting here: report what this node knows.
+		return &pb.StatusResponse{Nodes: []*pb.NodeStatus{self}, LeaderId: self.LeaderId}, nil
 	}
 	addrs, _ := s.state.NodeAddrs()
 	out := make([]*pb.NodeStatus, len(members))

@@ -273,3 +273,31 @@ func TestMembershipAndTransfer(t *testing.T) {
 		t.Fatalf("members after remove %v", ms)
 	}
 }
+
+// New returns before raft has read its log; a Shutdown right away must
+// wait for the start and stop cleanly, and the state machine stays usable.
+func TestShutdownWhileStarting(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.leader()
+	for i := 0; i < 20; i++ {
+		if _, err := l.node.Apply(context.Background(), addCmd("n", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := c.members[0]
+	if f == l {
+		f = c.members[1]
+	}
+	f.stop()
+	f.start(t)
+	if err := f.node.Shutdown(); err != nil {
+		t.Fatalf("shutdown while starting: %v", err)
+	}
+	select {
+	case <-f.node.Started():
+	default:
+		t.Fatal("Shutdown returned before raft's start finished")
+	}
+	_ = f.fsm.Close()
+	f.node, f.fsm, f.net = nil, nil, nil
+}

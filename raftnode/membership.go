@@ -16,6 +16,9 @@ type Member struct {
 
 // Members returns the current raft configuration.
 func (n *Node) Members() ([]Member, error) {
+	if !n.up() {
+		return nil, ErrNoLeader
+	}
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil, n.translate(err)
@@ -114,6 +117,9 @@ type Status struct {
 
 // Status reports this node's raft state.
 func (n *Node) Status() Status {
+	if !n.up() {
+		return Status{ID: n.cfg.NodeID, RaftAddr: string(n.trans.LocalAddr()), Role: "starting", AppliedIndex: n.fsm.AppliedIndex()}
+	}
 	lid, _ := n.Leader()
 	role := "follower"
 	switch n.raft.State() {

@@ -55,6 +55,9 @@ type Node struct {
 	// leaseUntil: unix nanos until which a leader-lease read needs no round.
 	leaseUntil atomic.Int64
 
+	startedCh chan struct{} // closed when raft.NewRaft returned
+	startErr  error
+
 	obsCh    chan raft.Observation
 	observer *raft.Observer
 	closed   chan struct{}
@@ -134,10 +137,23 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	if !cfg.Pipeline {
 		trans = noPipelineTransport{n.trans}
 	}
-	r, err := raft.NewRaft(rc, sm, logs, store, n.snaps, trans)
+	// raft.NewRaft reads every log entry after the last snapshot (looking
+	// for configuration changes) before it returns: seconds for a large
+	// log. Start it in the background so that the node serves stale reads
+	// from its state machine at once; until raft is up, the node reports
+	// itself as starting and refuses what needs raft with ErrNoLeader.
+	n.startedCh = make(chan struct{})
+	go n.start(rc, sm, logs, trans)
+	return n, nil
+}
+
+func (n *Node) start(rc *raft.Config, sm StateMachine, logs raft.LogStore, trans raft.Transport) {
+	defer close(n.startedCh)
+	r, err := raft.NewRaft(rc, sm, logs, n.store, n.snaps, trans)
 	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("raftnode: start raft: %w", err)
+		n.startErr = fmt.Errorf("raftnode: start raft: %w", err)
+		n.log.Error("raft did not start", "err", err)
+		return
 	}
 	n.raft = r
 	n.obsCh = make(chan raft.Observation, 16)
@@ -151,7 +167,29 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	r.RegisterObserver(n.observer)
 	n.wg.Add(1)
 	go n.watchLeadership()
-	return n, nil
+}
+
+// Started is closed once raft has started (or failed to: see StartErr).
+func (n *Node) Started() <-chan struct{} { return n.startedCh }
+
+// StartErr is why raft did not start, if it did not.
+func (n *Node) StartErr() error {
+	select {
+	case <-n.startedCh:
+		return n.startErr
+	default:
+		return nil
+	}
+}
+
+// up reports whether raft is running.
+func (n *Node) up() bool {
+	select {
+	case <-n.startedCh:
+		return n.raft != nil
+	default:
+		return false
+	}
 }
 
 func (n *Node) closeStores() {
@@ -198,16 +236,22 @@ func (n *Node) watchLeadership() {
 }
 
 // IsLeader reports whether this node is the leader.
-func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+func (n *Node) IsLeader() bool { return n.up() && n.raft.State() == raft.Leader }
 
 // Ready reports whether this node is a leader that may serve linearizable reads.
 func (n *Node) Ready() bool {
+	if !n.up() {
+		return false
+	}
 	t := n.readyTerm.Load()
 	return t != 0 && t == n.raft.CurrentTerm() && n.raft.State() == raft.Leader
 }
 
 // Leader returns the current leader's id and raft address ("" if unknown).
 func (n *Node) Leader() (id, addr string) {
+	if !n.up() {
+		return "", ""
+	}
 	a, i := n.raft.LeaderWithID()
 	return string(i), string(a)
 }
@@ -228,7 +272,7 @@ func (n *Node) Apply(ctx context.Context, data []byte) (*command.Result, error) 
 		return nil, ErrClosed
 	default:
 	}
-	if n.raft.State() != raft.Leader {
+	if !n.IsLeader() {
 		return nil, n.notLeader()
 	}
 	timeout := n.cfg.ApplyTimeout
@@ -376,6 +420,9 @@ func (n *Node) AppliedIndex() uint64 { return n.fsm.AppliedIndex() }
 
 // Snapshot takes a raft snapshot now and returns its id.
 func (n *Node) Snapshot() (string, error) {
+	if !n.up() {
+		return "", ErrNoLeader
+	}
 	f := n.raft.Snapshot()
 	if err := f.Error(); err != nil {
 		return "", err
@@ -388,8 +435,12 @@ func (n *Node) Snapshot() (string, error) {
 	return meta.ID, nil
 }
 
-// Raft exposes the underlying raft for tooling (metrics, tests).
-func (n *Node) Raft() *raft.Raft { return n.raft }
+// Raft exposes the underlying raft for tooling (metrics, tests). It waits
+// until raft has started; nil if it failed to.
+func (n *Node) Raft() *raft.Raft {
+	<-n.startedCh
+	return n.raft
+}
 
 // Shutdown stops raft and closes the log store. It is safe to call twice.
 func (n *Node) Shutdown() error {
@@ -399,8 +450,12 @@ func (n *Node) Shutdown() error {
 	default:
 	}
 	close(n.closed)
-	n.raft.DeregisterObserver(n.observer)
-	err := n.raft.Shutdown().Error()
+	<-n.startedCh
+	var err error
+	if n.raft != nil {
+		n.raft.DeregisterObserver(n.observer)
+		err = n.raft.Shutdown().Error()
+	}
 	n.wg.Wait()
 	if cerr := n.trans.Close(); err == nil {
 		err = cerr
