@@ -97,6 +97,9 @@ type Server struct {
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // peer gRPC address -> conn (forwarding, status)
 
+	ckptMu sync.Mutex
+	ckpt   Checkpoints // nil: this node serves no checkpoint catalog (see SetCheckpoints)
+
 	// closing is closed by Close; open Watch streams end with Unavailable.
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -126,6 +129,7 @@ func (s *Server) Register(g *grpc.Server) {
 	pb.RegisterProducerServer(g, s)
 	pb.RegisterClusterServer(g, s)
 	pb.RegisterTableServer(g, s)
+	pb.RegisterCheckpointServer(g, &checkpointService{s: s})
 }
 
 // Close ends open Watch streams (clients reconnect elsewhere) and releases

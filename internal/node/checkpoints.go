@@ -2,13 +2,17 @@ package node
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cairn-db/cairn/api"
 	"github.com/cairn-db/cairn/fsm"
+	"github.com/cairn-db/cairn/raftnode"
 	"github.com/cairn-db/cairn/snapshot"
 )
 
@@ -39,21 +43,11 @@ func checkpointExtra(db *pebble.DB, _, _ uint64) (map[string]json.RawMessage, er
 	if err != nil {
 		return nil, err
 	}
-	type offset struct {
-		Source string `json:"source"`
-		Offset int64  `json:"offset"`
-	}
-	type producer struct {
-		Name    string   `json:"name"`
-		Epoch   uint64   `json:"epoch"`
-		LastSeq uint64   `json:"last_seq"`
-		Offsets []offset `json:"offsets"`
-	}
-	out := make([]producer, 0, len(ps))
+	out := make([]api.CheckpointProducer, 0, len(ps))
 	for _, p := range ps {
-		q := producer{Name: p.Name, Epoch: p.Epoch, LastSeq: p.LastSeq, Offsets: []offset{}}
+		q := api.CheckpointProducer{Name: p.Name, Epoch: p.Epoch, LastSeq: p.LastSeq, Offsets: []api.SourceOffset{}}
 		for _, o := range p.Offsets {
-			q.Offsets = append(q.Offsets, offset{o.Source, o.Offset})
+			q.Offsets = append(q.Offsets, api.SourceOffset{Source: o.Source, Offset: o.Offset})
 		}
 		out = append(out, q)
 	}
@@ -61,8 +55,28 @@ func checkpointExtra(db *pebble.DB, _, _ uint64) (map[string]json.RawMessage, er
 	if err != nil {
 		return nil, err
 	}
-	return map[string]json.RawMessage{"producers": b}, nil
+	return map[string]json.RawMessage{api.ProducersExtra: b}, nil
 }
+
+// checkpointCatalog is what the API's Checkpoint service uses: the store's
+// catalog, raft's on-demand snapshot and the cadence's recovery estimate.
+type checkpointCatalog struct {
+	*snapshot.Store
+	raft    *raftnode.Node
+	cadence *cadence
+}
+
+var _ api.Checkpoints = checkpointCatalog{}
+
+// Snapshot takes a raft snapshot, unless nothing was applied since the
+// newest one (raft would take another at the same index).
+func (c checkpointCatalog) Snapshot() (string, error) {
+	if metas, err := c.Store.List(); err == nil && len(metas) > 0 && metas[0].Index >= c.raft.AppliedIndex() {
+		return "", raft.ErrNothingNewToSnapshot
+	}
+	return c.raft.Snapshot()
+}
+func (c checkpointCatalog) Recovery() api.Recovery { return c.cadence.Recovery() }
 
 // snapMetrics bridges snapshot events to Prometheus.
 type snapMetrics struct {
@@ -74,9 +88,10 @@ type snapMetrics struct {
 	filesFetched, filesReused          prometheus.Counter
 	bytesFetched, bytesReused, shipped prometheus.Counter
 	installs, checkpoints, failures    *prometheus.CounterVec
+	cadence                            *cadence // told of every checkpoint taken or installed
 }
 
-func newSnapMetrics(r prometheus.Registerer) *snapMetrics {
+func newSnapMetrics(r prometheus.Registerer, cad *cadence) *snapMetrics {
 	h := func(name, help string) prometheus.Histogram {
 		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)})
 	}
@@ -86,7 +101,7 @@ func newSnapMetrics(r prometheus.Registerer) *snapMetrics {
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
-	m := &snapMetrics{
+	m := &snapMetrics{cadence: cad,
 		ckptSeconds:    h("cairn_checkpoint_duration_seconds", "Time to create a checkpoint (Snapshot to manifest written)."),
 		installSeconds: h("cairn_checkpoint_install_duration_seconds", "Time to install a checkpoint received from a peer."),
 		ckptBytes:      g("cairn_checkpoint_bytes", "State bytes of the last checkpoint."),
@@ -126,6 +141,7 @@ func (m *snapMetrics) CheckpointCreated(s snapshot.CheckpointStats) {
 	m.ckptShared.Set(float64(s.SharedBytes))
 	m.lastCkpt.Set(float64(time.Now().Unix()))
 	m.lastCkptIndex.Set(float64(s.Index))
+	m.cadence.checkpointed(s.Index, time.Now(), s.Duration)
 }
 
 func (m *snapMetrics) InstallDone(s snapshot.InstallStats) {
@@ -135,6 +151,9 @@ func (m *snapMetrics) InstallDone(s snapshot.InstallStats) {
 	m.filesReused.Add(float64(s.FilesReused))
 	m.bytesFetched.Add(float64(s.BytesFetched))
 	m.bytesReused.Add(float64(s.BytesReused))
+	if s.Err == nil {
+		m.cadence.checkpointed(s.Index, time.Now(), 0)
+	}
 }
 
 func (m *snapMetrics) FileServed(s snapshot.ServeStats) {
@@ -146,3 +165,52 @@ func (m *snapMetrics) FileServed(s snapshot.ServeStats) {
 
 func (m *snapMetrics) GCDone(snapshot.GCStats)         {}
 func (m *snapMetrics) ExportDone(snapshot.ExportStats) {}
+
+// catchUpToSnapshot closes the window the store's pending marker does not
+// cover: a crash after an installed snapshot became visible to List but
+// before the state machine swapped in its DB (or any loss of the FSM's
+// unsynced tail below a snapshot). With NoSnapshotRestoreOnStart raft
+// trusts List()[0] as what the state machine holds and re-applies only
+// entries after it, so a state machine behind it would silently miss
+// entries. Restore that snapshot into the state machine before raft starts.
+func (n *Node) catchUpToSnapshot() error {
+	metas, err := n.Snapshots.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	m := metas[0]
+	applied := n.FSM.AppliedIndex()
+	if applied >= m.Index {
+		return nil
+	}
+	n.log.Warn("node: state machine is behind the newest snapshot; restoring the snapshot before raft starts",
+		"applied", applied, "snapshot", m.ID, "index", m.Index)
+	_, rc, err := n.Snapshots.Open(m.ID)
+	if err != nil {
+		return fmt.Errorf("node: open snapshot %s to catch up: %w", m.ID, err)
+	}
+	if err := n.FSM.Restore(rc); err != nil {
+		return fmt.Errorf("node: restore snapshot %s to catch up (applied index %d): %w", m.ID, applied, err)
+	}
+	if got := n.FSM.AppliedIndex(); got < m.Index {
+		return fmt.Errorf("node: restored snapshot %s at index %d but the state machine is at %d", m.ID, m.Index, got)
+	}
+	return nil
+}
+
+// startCadence connects the cadence to the state machine and raft and
+// tells it of the newest checkpoint on disk.
+func (n *Node) startCadence(t *timedFSM) {
+	c := n.cadence
+	c.applied, c.busy, c.snapshot, c.log = n.FSM.AppliedIndex, t.busyTime, n.Raft.Snapshot, n.log
+	metas, err := n.Snapshots.List()
+	if err != nil || len(metas) == 0 {
+		c.checkpointed(0, time.Now(), 0)
+		return
+	}
+	at := time.Now()
+	if d, err := n.Snapshots.Show(metas[0].ID); err == nil && !d.Created.IsZero() {
+		at = d.Created
+	}
+	c.checkpointed(metas[0].Index, at, 0)
+}

@@ -53,7 +53,13 @@ type Config struct {
 	// CoalesceWrites lets concurrent plain writes share a log entry (api.Config).
 	CoalesceWrites bool
 	// RetainCheckpoints: how many checkpoints to keep (0: the default, 2).
+	// Pinned ones are kept in addition.
 	RetainCheckpoints int
+	// RecoveryTarget, if > 0, bounds the estimated time a restart would
+	// spend replaying the log since the newest checkpoint: a checkpoint is
+	// taken before the estimate would exceed it (cadence.go). raft's
+	// SnapshotThreshold/SnapshotInterval triggers apply as well.
+	RecoveryTarget time.Duration
 	// RaftStream, if set, replaces the TCP raft listener (fault tests).
 	RaftStream raft.StreamLayer
 	Logger     *slog.Logger
@@ -76,6 +82,7 @@ type Node struct {
 	FSM       *fsm.FSM
 	Snapshots *snapshot.Store
 	fetcher   *snapshot.GRPCFetcher
+	cadence   *cadence
 	Raft      *raftnode.Node
 	API       *api.Server
 	grpc      *grpc.Server
@@ -132,7 +139,8 @@ func Start(cfg Config) (n *Node, err error) {
 	scfg.Sources = n.snapshotSources
 	scfg.Extra = checkpointExtra
 	n.registry = prometheus.NewRegistry()
-	scfg.Metrics = newSnapMetrics(n.registry)
+	n.cadence = newCadence(cfg.RecoveryTarget, nil)
+	scfg.Metrics = newSnapMetrics(n.registry, n.cadence)
 	if n.Snapshots, err = snapshot.Open(scfg); err != nil {
 		return nil, err
 	}
@@ -141,11 +149,15 @@ func Start(cfg Config) (n *Node, err error) {
 	if n.FSM, err = fsm.Open(fcfg); err != nil {
 		return nil, err
 	}
+	if err := n.catchUpToSnapshot(); err != nil {
+		return nil, err
+	}
+	timed := &timedFSM{FSM: n.FSM}
 	rc := cfg.Raft
 	rc.NodeID, rc.Dir, rc.RaftAddr, rc.AdvertiseAddr = cfg.NodeID, filepath.Join(cfg.DataDir, "raft"), cfg.RaftAddr, cfg.RaftAdvertise
 	rc.GRPCAddr, rc.Bootstrap, rc.Logger, rc.StreamLayer = grpcAdv, cfg.Bootstrap, n.log, cfg.RaftStream
 	rc.SnapshotStore = n.Snapshots
-	if n.Raft, err = raftnode.New(rc, n.FSM); err != nil {
+	if n.Raft, err = raftnode.New(rc, timed); err != nil {
 		return nil, err
 	}
 	acfg := api.DefaultConfig()
@@ -154,7 +166,9 @@ func Start(cfg Config) (n *Node, err error) {
 	if n.API, err = api.NewServer(acfg, n.Raft, n.FSM); err != nil {
 		return nil, err
 	}
-	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newCollector(n))
+	n.API.SetCheckpoints(checkpointCatalog{Store: n.Snapshots, raft: n.Raft, cadence: n.cadence})
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newCollector(n),
+		newCadenceCollector(n.cadence))
 	for _, c := range raftMetricCollectors() {
 		if err := n.registry.Register(c); err != nil {
 			n.log.Warn("raft metrics not exported", "err", err)
@@ -169,7 +183,9 @@ func Start(cfg Config) (n *Node, err error) {
 	reflection.Register(n.grpc)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.wg.Add(3)
+	n.startCadence(timed)
+	n.wg.Add(4)
+	go func() { defer n.wg.Done(); n.cadence.run(ctx) }()
 	go func() { defer n.wg.Done(); _ = n.grpc.Serve(n.grpcLn) }()
 	go func() { defer n.wg.Done(); n.API.AnnounceLoop(ctx) }()
 	go func() { defer n.wg.Done(); n.healthLoop(ctx) }()

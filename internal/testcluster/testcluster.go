@@ -50,6 +50,16 @@ func FastRaft(c *node.Config) {
 // Start starts n nodes bootstrapped together and waits for a leader.
 func Start(t TB, n int, tune func(*node.Config)) *Cluster {
 	t.Helper()
+	c := Prepare(t, n, tune)
+	c.StartAll()
+	return c
+}
+
+// Prepare lays out n members (ids, data dirs, raft listeners on port 0)
+// without starting them, so that a test can prepare their data dirs first
+// (for example node.Restore of an exported checkpoint); StartAll starts them.
+func Prepare(t TB, n int, tune func(*node.Config)) *Cluster {
+	t.Helper()
 	c := &Cluster{t: t, Tune: tune}
 	for i := 1; i <= n; i++ {
 		sl, err := raftnode.NewTCPStreamLayer("127.0.0.1:0", "")
@@ -60,12 +70,20 @@ func Start(t TB, n int, tune func(*node.Config)) *Cluster {
 		c.Members = append(c.Members, m)
 		c.peers = append(c.peers, raftnode.Peer{ID: m.ID, Addr: m.RaftAddr})
 	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// Peers lists every member's id and raft address (the bootstrap list).
+func (c *Cluster) Peers() []raftnode.Peer { return append([]raftnode.Peer(nil), c.peers...) }
+
+// StartAll starts every member and waits for a leader.
+func (c *Cluster) StartAll() {
+	c.t.Helper()
 	for _, m := range c.Members {
 		c.StartMember(m)
 	}
-	t.Cleanup(c.Stop)
 	c.Leader()
-	return c
 }
 
 // StartMember (re)starts m on its data dir and raft address.

@@ -1,0 +1,238 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/api"
+	pb "github.com/cairn-db/cairn/api/cairnpb"
+	"github.com/cairn-db/cairn/internal/node"
+	"github.com/cairn-db/cairn/internal/testcluster"
+)
+
+// The whole Checkpoint service through a client that only knows a
+// follower: every call addressed to the leader (node "") is forwarded.
+func TestCheckpointCatalogFromAFollower(t *testing.T) {
+	c := testcluster.Start(t, 3, func(cfg *node.Config) {
+		// Leadership should stay put on a loaded machine: the test names
+		// the leader's catalog both as "" and by id.
+		cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
+	})
+	l := c.Leader()
+	f := c.Followers(l)[0]
+	ctx := context.Background()
+	cl, err := api.NewClient(api.DefaultClientConfig(f.Node.GRPCAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	p, err := cl.RegisterProducer(ctx, "ingest", api.DefaultProducerOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := make([]byte, 512)
+	rand.New(rand.NewSource(1)).Read(val)
+	write := func(prefix string, n int) {
+		t.Helper()
+		ops := make([]*pb.Op, 0, n)
+		for i := 0; i < n; i++ {
+			ops = append(ops, api.PutOp([]byte(fmt.Sprintf("%s/%05d", prefix, i)), val))
+		}
+		if _, err := cl.Batch(ctx, ops...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a", 500)
+	if _, err := p.Commit(ctx, []*pb.Op{api.AddOp([]byte("count"), 3)}, map[string]int64{"topic-0": 41, "topic-1": 7}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Create: on the leader by default.
+	settle(t, l)
+	cr, err := cl.CreateCheckpoint(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := cr.Checkpoint
+	if cr.Node != l.ID || !cr.Created || ck.Index == 0 || ck.Files == 0 || ck.StateBytes == 0 || !ck.Manifest || ck.Source != l.ID {
+		t.Fatalf("create: %+v (leader %s)", cr, l.ID)
+	}
+	if len(ck.Producers) != 1 || ck.Producers[0].Name != "ingest" || len(ck.Producers[0].Offsets) != 2 ||
+		ck.Producers[0].Offsets[0] != (api.SourceOffset{Source: "topic-0", Offset: 41}) {
+		t.Fatalf("producer offsets in the checkpoint: %+v", ck.Producers)
+	}
+	// Nothing new since: the same checkpoint comes back (or, if the
+	// cluster applied an entry of its own meanwhile, a newer one).
+	again, err := cl.CreateCheckpoint(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Created && again.Checkpoint.Index <= ck.Index || !again.Created && again.Checkpoint.ID != ck.ID {
+		t.Fatalf("second create: %+v after %+v", again, ck)
+	}
+
+	// List and Show, by the node's id, the checkpoint id and "latest".
+	list, err := cl.Checkpoints(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list.Node != l.ID || len(list.Checkpoints) == 0 || list.Recovery.AppliedIndex < ck.Index {
+		t.Fatalf("list: %+v", list)
+	}
+	if got := list.Checkpoints[len(list.Checkpoints)-1]; got.ID != ck.ID || got.Verification.Status != "unverified" {
+		t.Fatalf("list entry %+v, want %s unverified", got, ck.ID)
+	}
+	for _, id := range []string{ck.ID, ck.CheckpointID} {
+		d, err := cl.ShowCheckpoint(ctx, "", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.ID != ck.ID || len(d.Files) != ck.Files || len(d.Configuration) != 3 || d.PebbleFormat == 0 {
+			t.Fatalf("show %s: %+v", id, d)
+		}
+	}
+	if d, err := cl.ShowCheckpoint(ctx, "", "latest"); err != nil || d.Index < ck.Index {
+		t.Fatalf("show latest: %+v %v", d, err)
+	}
+	if _, err := cl.ShowCheckpoint(ctx, "", "1-2-3"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("show of a missing checkpoint: %v", err)
+	}
+	if _, err := cl.Checkpoints(ctx, "nosuchnode"); status.Code(err) != codes.NotFound {
+		t.Fatalf("list of an unknown node: %v", err)
+	}
+	// A follower's own catalog, asked of the follower itself.
+	fc, err := cl.CreateCheckpoint(ctx, f.ID)
+	if err != nil || fc.Node != f.ID || fc.Checkpoint.Source != f.ID {
+		t.Fatalf("create on the follower: %+v %v", fc, err)
+	}
+
+	// Verify.
+	v, err := cl.VerifyCheckpoint(ctx, "", ck.ID)
+	if err != nil || v.Status != "ok" || v.Keys < 500 || v.FilesChecked == 0 {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+
+	// Export with progress, then a later checkpoint ships only what is new.
+	bucket := "file://" + t.TempDir()
+	var reports []api.ExportProgress
+	ex, err := cl.ExportCheckpoint(ctx, "", ck.ID, bucket, func(p api.ExportProgress) { reports = append(reports, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ex.Done || ex.FilesUploaded == 0 || ex.BytesUploaded != ex.BytesTotal || ex.FilesSkipped != 0 || ex.CheckpointID != ck.CheckpointID ||
+		len(reports) == 0 || reports[len(reports)-1] != ex {
+		t.Fatalf("export: %+v (%d reports)", ex, len(reports))
+	}
+	write("b", 50)
+	ck2, err := cl.CreateCheckpoint(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex2, err := cl.ExportCheckpoint(ctx, "", ck2.Checkpoint.ID, bucket, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex2.FilesSkipped == 0 || ex2.BytesUploaded >= ex2.BytesTotal/2 {
+		t.Fatalf("second export shipped %d of %d bytes (%d files skipped)", ex2.BytesUploaded, ex2.BytesTotal, ex2.FilesSkipped)
+	}
+	if _, err := cl.ExportCheckpoint(ctx, "", ck.ID, "", nil); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("export without a URL: %v", err)
+	}
+
+	// Pin keeps a checkpoint beyond retention (2); unpin lets it go.
+	if err := cl.PinCheckpoint(ctx, "", ck.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		write(fmt.Sprintf("c%d", i), 10)
+		if _, err := cl.CreateCheckpoint(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	find := func() *api.CheckpointInfo {
+		list, err := cl.Checkpoints(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range list.Checkpoints {
+			if in.ID == ck.ID {
+				return &in
+			}
+		}
+		return nil
+	}
+	if in := find(); in == nil || !in.Pinned || in.Verification.Status != "ok" {
+		t.Fatalf("pinned checkpoint after retention: %+v", in)
+	}
+	if err := cl.UnpinCheckpoint(ctx, "", ck.ID); err != nil {
+		t.Fatal(err)
+	}
+	if in := find(); in != nil {
+		t.Fatalf("unpinned old checkpoint still listed: %+v", in)
+	}
+
+	// A corrupt stored file: Verify reports it and quarantines it.
+	latest, err := cl.ShowCheckpoint(ctx, "", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim api.CheckpointFile
+	for _, fl := range latest.Files {
+		if filepath.Ext(fl.Name) == ".sst" && fl.Size > victim.Size {
+			victim = fl
+		}
+	}
+	if victim.Name == "" {
+		t.Fatalf("no SST in %+v", latest.Files)
+	}
+	flip(t, filepath.Join(l.Dir, "snapshots", "files", victim.Checksum))
+	v, err = cl.VerifyCheckpoint(ctx, "", "latest")
+	if err != nil || v.Status != "corrupt" || len(v.Corrupt) != 1 || v.Corrupt[0].Checksum != victim.Checksum {
+		t.Fatalf("verify of a corrupt checkpoint: %+v %v", v, err)
+	}
+	if list, err := cl.Checkpoints(ctx, ""); err != nil || len(list.Quarantined) != 1 {
+		t.Fatalf("quarantine after verify: %+v %v", list, err)
+	}
+}
+
+// settle flushes and compacts the leader's state so that the next
+// checkpoint shares its SSTs with the last one (a tiny test DB otherwise
+// compacts everything together on the next flush, which large DBs don't).
+func settle(t *testing.T, m *testcluster.Member) {
+	t.Helper()
+	err := m.Node.FSM.DB(func(db *pebble.DB) error {
+		if err := db.Flush(); err != nil {
+			return err
+		}
+		return db.Compact(context.Background(), []byte{0}, []byte{0xff, 0xff}, false)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flip inverts one byte in the middle of a file. The store's copy of an
+// SST shares its inode with the live DB's, so this corrupts both, as bit
+// rot would.
+func flip(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
