@@ -71,6 +71,8 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries since the last checkpoint that trigger a new one")
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", cfg.Raft.SnapshotInterval, "how often to check whether a checkpoint is due")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a checkpoint for slow followers")
+	f.DurationVar(&cfg.RecoveryTarget, "recovery-target", 0, "take a checkpoint before the estimated log replay of a restart would exceed this (e.g. 10s; 0: only the thresholds above)")
+	f.IntVar(&cfg.RetainCheckpoints, "retain-checkpoints", 2, "how many of the newest checkpoints to keep (pinned ones are kept as well)")
 	f.IntVar(&cfg.Raft.MaxAppendEntries, "max-append-entries", cfg.Raft.MaxAppendEntries, "max entries per AppendEntries and per state-machine batch (1..1024)")
 	f.BoolVar(&cfg.Raft.LogNoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes are NOT durable)")
 	f.IntVar(&cfg.BlockProfileRate, "block-profile-rate", 0, "sample goroutine blocking events (runtime.SetBlockProfileRate, nanoseconds; 0 off) for /debug/pprof/block")
