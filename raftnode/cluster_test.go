@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -36,6 +37,9 @@ func testConfig(m *member) raftnode.Config {
 	c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 1<<30, time.Hour, 1024
 	c.StreamLayer = m.net
 	c.Bootstrap = m.peers
+	if s := os.Getenv("CAIRN_TEST_LOG_STORE"); s != "" {
+		c.LogStore = s // run the suite on another log store
+	}
 	return c
 }
 

@@ -46,7 +46,12 @@ type Config struct {
 	Pipeline bool
 	// LogNoSync disables fsync of the raft log. Only for benchmarks that
 	// show what fsync costs: acknowledged writes are then NOT durable.
+	// Bolt store only.
 	LogNoSync bool
+	// LogStore picks the raft log and stable store: LogStoreBolt (default,
+	// Dir/raft.db) or LogStoreWAL (opt-in, hashicorp/raft-wal in Dir/wal).
+	// A node keeps the store it was created with.
+	LogStore string
 
 	// StreamLayer, if set, carries raft traffic (TLS, fault injection);
 	// otherwise a TCP listener on RaftAddr.
@@ -68,8 +73,19 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  16384,
 		TrailingLogs:       10240,
 		ApplyTimeout:       10 * time.Second,
+		LogStore:           LogStoreBolt,
 	}
 }
+
+// Log stores.
+const (
+	// LogStoreBolt is raft-boltdb: one bbolt transaction (two fdatasyncs)
+	// per append. The default.
+	LogStoreBolt = "bolt"
+	// LogStoreWAL is hashicorp/raft-wal v0.4.1: append-only segment files,
+	// one fsync per append. Opt-in (see docs/benchmarks.md).
+	LogStoreWAL = "wal"
+)
 
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
@@ -85,6 +101,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAppendEntries < 1 || c.MaxAppendEntries > 1024 {
 		errs = append(errs, fmt.Errorf("MaxAppendEntries must be in [1,1024], got %d", c.MaxAppendEntries))
+	}
+	switch c.LogStore {
+	case LogStoreBolt:
+	case LogStoreWAL:
+		if c.LogNoSync {
+			errs = append(errs, errors.New("LogNoSync is only supported with the bolt log store"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("LogStore must be %q or %q, got %q", LogStoreBolt, LogStoreWAL, c.LogStore))
 	}
 	if c.ApplyTimeout <= 0 {
 		errs = append(errs, errors.New("ApplyTimeout must be > 0"))

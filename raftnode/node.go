@@ -11,14 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/cairn-db/cairn/fsm/command"
 )
@@ -38,7 +36,7 @@ type Node struct {
 	log   *slog.Logger
 	raft  *raft.Raft
 	fsm   StateMachine
-	store *raftboltdb.BoltStore
+	store logStore
 	trans *raft.NetworkTransport
 	snaps raft.SnapshotStore
 
@@ -83,7 +81,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		return nil, err
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"), NoSync: cfg.LogNoSync})
+	store, err := openLogStore(cfg, hl)
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: open log store: %w", err)
 	}

@@ -14,18 +14,16 @@ import (
 	"path/filepath"
 	"sort"
 	"text/tabwriter"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/spf13/cobra"
-	"go.etcd.io/bbolt"
 
 	"github.com/cairn-db/cairn/fsm"
 	"github.com/cairn-db/cairn/fsm/command"
 	"github.com/cairn-db/cairn/jepsen/raftlog"
+	"github.com/cairn-db/cairn/raftnode"
 )
 
 func init() { extraCommands = append(extraCommands, newDebugRaftLogParentCmd) }
@@ -43,7 +41,7 @@ func newDebugRaftLogCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "raft-log",
 		Short: "Print the committed entries of a stopped node's raft log",
-		Long: `Print the entries of DIR/raft/raft.db (opened read-only; the node must be
+		Long: `Print the entries of DIR/raft/raft.db or DIR/raft/wal (bolt opened read-only; the node must be
 stopped): index, term, raft type, and for cairn commands the command type,
 client request id and producer (id, epoch, seq).
 
@@ -79,19 +77,15 @@ Entries above that bound are counted in "omitted" unless --all is given.`,
 }
 
 func readRaftLog(dataDir string, commitIndex uint64, all bool) (*raftlog.Dump, error) {
-	path := filepath.Join(dataDir, "raft", "raft.db")
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("raft log: %w", err)
-	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: path,
-		BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second}})
+	path := filepath.Join(dataDir, "raft")
+	store, closeStore, err := raftnode.OpenLogForInspection(path)
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("raft log %s is locked: is the node still running? %w", path, err)
+		if errors.Is(err, raftnode.ErrLogLocked) {
+			return nil, fmt.Errorf("raft log in %s is locked: is the node still running? %w", path, err)
 		}
-		return nil, fmt.Errorf("open raft log %s: %w", path, err)
+		return nil, fmt.Errorf("open raft log in %s: %w", path, err)
 	}
-	defer store.Close()
+	defer closeStore()
 	d := &raftlog.Dump{DataDir: dataDir, Entries: []raftlog.Entry{}}
 	if d.FirstIndex, err = store.FirstIndex(); err != nil {
 		return nil, fmt.Errorf("raft log first index: %w", err)

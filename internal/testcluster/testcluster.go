@@ -6,6 +6,7 @@ package testcluster
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -99,6 +100,9 @@ func (c *Cluster) StartMember(m *Member) {
 	cfg := node.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.GRPCAddr, cfg.RaftStream, cfg.Bootstrap = m.ID, m.Dir, "127.0.0.1:0", m.Net, c.peers
 	FastRaft(&cfg)
+	if s := os.Getenv("CAIRN_TEST_LOG_STORE"); s != "" {
+		cfg.Raft.LogStore = s // run the suites on another log store
+	}
 	if c.Tune != nil {
 		c.Tune(&cfg)
 	}
