@@ -181,7 +181,8 @@ func run(ctx context.Context, c config) error {
 				if err != nil {
 					return fmt.Errorf("%s on %s: %w", w.id, s.name, err)
 				}
-				logf("%-10s %-8s round %d: %10.0f/s p50 %7.2fms p99 %7.2fms errors %d", w.id, s.name, r+1, w.rate(res), res.P50Ms, res.P99Ms, res.Errors)
+				logf("%-10s %-8s round %d: %10.0f/s p50 %7.2fms p99 %7.2fms CPU/unit server %6.1fµs client %6.1fµs settle %.1fs errors %d",
+					w.id, s.name, r+1, w.rate(res), res.P50Ms, res.P99Ms, w.cpuPerUnit(res), w.clientCPUPerUnit(res), res.SettleSec, res.Errors)
 				if res.Errors > 0 {
 					return fmt.Errorf("%s on %s: %d errors, first: %s", w.id, s.name, res.Errors, res.FirstErr)
 				}
@@ -236,7 +237,39 @@ func (w workload) rate(r *Result) float64 {
 	return r.OpsPerSec
 }
 
+// run runs the workload once and records the CPU time the system's three
+// server processes used meanwhile: on a shared machine, CPU per request is
+// steadier than the rate.
 func (w workload) run(ctx context.Context, c config, s *system) (*Result, error) {
+	before := s.cpuTime()
+	r, err := w.run1(ctx, c, s)
+	if err != nil {
+		return nil, err
+	}
+	// Background work a run leaves behind (compactions, flushes) belongs
+	// to it: wait until the servers are quiet before the next run starts,
+	// and count that CPU too.
+	r.SettleSec = s.settle(ctx).Seconds()
+	r.ServerCPUSec = (s.cpuTime() - before).Seconds()
+	return r, nil
+}
+
+// settle waits (at most a minute) until the system's processes use less
+// than a fifth of a core, and returns how long that took.
+func (s *system) settle(ctx context.Context) time.Duration {
+	start := time.Now()
+	const window = 500 * time.Millisecond
+	for time.Since(start) < time.Minute && ctx.Err() == nil {
+		c0 := s.cpuTime()
+		time.Sleep(window)
+		if s.cpuTime()-c0 < window/5 {
+			break
+		}
+	}
+	return time.Since(start)
+}
+
+func (w workload) run1(ctx context.Context, c config, s *system) (*Result, error) {
 	if s.kind == "etcd" {
 		if w.etcdArgs == nil {
 			return &Result{}, nil
@@ -360,6 +393,29 @@ type Result struct {
 	P99Ms         float64 `json:"p99_ms"`
 	P999Ms        float64 `json:"p999_ms"`
 	MeanMs        float64 `json:"mean_ms"`
+	// ServerCPUSec is user+system CPU of the three server processes during
+	// the run; ClientCPUSec that of the load generator.
+	ServerCPUSec float64 `json:"server_cpu_s"`
+	ClientCPUSec float64 `json:"client_cpu_s"`
+	// SettleSec is how long the servers stayed busy after the run.
+	SettleSec float64 `json:"settle_s"`
+}
+
+// cpuPerUnit is server CPU microseconds per counted unit (request or update).
+func (w workload) cpuPerUnit(r *Result) float64 {
+	units := w.rate(r) * r.Seconds
+	if units <= 0 {
+		return 0
+	}
+	return r.ServerCPUSec * 1e6 / units
+}
+
+func (w workload) clientCPUPerUnit(r *Result) float64 {
+	units := w.rate(r) * r.Seconds
+	if units <= 0 {
+		return 0
+	}
+	return r.ClientCPUSec * 1e6 / units
 }
 
 type runResult struct {
@@ -380,6 +436,7 @@ func runLoadgen(ctx context.Context, bin, mode string, args []string) (*Result, 
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		return nil, fmt.Errorf("loadgen output: %w", err)
 	}
+	r.ClientCPUSec = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	return &r, nil
 }
 
@@ -403,7 +460,7 @@ func runEtcdBenchmark(ctx context.Context, bin string, args []string) (*Result, 
 	if m == nil {
 		return nil, fmt.Errorf("benchmark output has no Requests/sec: %s", s)
 	}
-	r := &Result{}
+	r := &Result{ClientCPUSec: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()}
 	r.OpsPerSec, _ = strconv.ParseFloat(m[1], 64)
 	if m := totalRe.FindStringSubmatch(s); m != nil {
 		r.Seconds, _ = strconv.ParseFloat(m[1], 64)
@@ -462,6 +519,27 @@ func (p *proc) stop() {
 		<-p.done
 	}
 	p.log.Close()
+}
+
+// cpuTime sums user and system CPU of the system's processes (Linux).
+func (s *system) cpuTime() time.Duration {
+	var total time.Duration
+	for _, p := range s.procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command name; utime and stime are
+		// fields 14 and 15 of the line, in clock ticks (USER_HZ = 100).
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(u+st) * 10 * time.Millisecond
+	}
+	return total
 }
 
 func (s *system) stop() {
@@ -597,14 +675,14 @@ func median(xs []float64) float64 {
 }
 
 type summary struct {
-	rate, p50, p99 float64
-	rates          []float64
-	n              int
+	rate, p50, p99, cpu float64
+	rates               []float64
+	n                   int
 }
 
 func summarize(w workload, rs []runResult, sys string) summary {
 	var s summary
-	var p50s, p99s []float64
+	var p50s, p99s, cpus []float64
 	for _, r := range rs {
 		if r.Workload != w.id || r.System != sys || r.OK == 0 && r.OpsPerSec == 0 {
 			continue
@@ -613,9 +691,10 @@ func summarize(w workload, rs []runResult, sys string) summary {
 		s.rates = append(s.rates, w.rate(&rr))
 		p50s = append(p50s, r.P50Ms)
 		p99s = append(p99s, r.P99Ms)
+		cpus = append(cpus, w.cpuPerUnit(&rr))
 	}
 	s.n = len(s.rates)
-	s.rate, s.p50, s.p99 = median(s.rates), median(p50s), median(p99s)
+	s.rate, s.p50, s.p99, s.cpu = median(s.rates), median(p50s), median(p99s), median(cpus)
 	return s
 }
 
@@ -628,7 +707,9 @@ func render(c config, systems []*system, wls []workload, rs []runResult, fsync *
 	fmt.Fprintf(&b, "- Method: three nodes of each system on 127.0.0.1, fsync on, default settings; %d round(s) per workload, "+
 		"systems alternating (A B, B A, ...); each cell is the median over rounds. Requests go to the leader "+
 		"(etcd: `benchmark --target-leader`; cairn: its client follows the leader). Keys %d B, values %d B; "+
-		"connections = requesters/8.\n", c.rounds, keySize, valSize)
+		"connections = requesters/8. CPU µs = user+system CPU of the three server processes per request "+
+		"(per update in the commit row), from /proc, from the start of a run until the servers are quiet again "+
+		"(so deferred work such as compactions counts, and never lands on the other system's run): steadier than rates on a shared machine.\n", c.rounds, keySize, valSize)
 	fmt.Fprintf(&b, "- Disk: one %d-byte write + fdatasync takes p50 %.3f ms, p99 %.3f ms (%.0f/s from one thread) "+
 		"in the same directory; a cairn write waits for raft-boltdb on the leader and then a follower (2 fdatasyncs each), "+
 		"an etcd write for the WAL on the leader and a follower in parallel (1 each).\n", 4096, fsync.P50Ms, fsync.P99Ms, fsync.OpsPerSec)
@@ -642,7 +723,7 @@ func render(c config, systems []*system, wls []workload, rs []runResult, fsync *
 	// Header.
 	b.WriteString("| workload | unit |")
 	for _, s := range systems {
-		fmt.Fprintf(&b, " %s rate | %s p50 ms | %s p99 ms |", s.name, s.name, s.name)
+		fmt.Fprintf(&b, " %s rate | %s p50 ms | %s p99 ms | %s CPU µs |", s.name, s.name, s.name, s.name)
 	}
 	base := systems[0].name
 	for _, s := range systems[1:] {
@@ -653,7 +734,7 @@ func render(c config, systems []*system, wls []workload, rs []runResult, fsync *
 	}
 	b.WriteString("\n|---|---|")
 	for range systems {
-		b.WriteString("---:|---:|---:|")
+		b.WriteString("---:|---:|---:|---:|")
 	}
 	for range systems[1:] {
 		b.WriteString("---:|")
@@ -676,10 +757,10 @@ func render(c config, systems []*system, wls []workload, rs []runResult, fsync *
 		fmt.Fprintf(&b, "| %s | %s |", w.title, w.unit)
 		for _, s := range sums {
 			if s.n == 0 {
-				b.WriteString(" – | – | – |")
+				b.WriteString(" – | – | – | – |")
 				continue
 			}
-			fmt.Fprintf(&b, " %s | %s | %s |", num(s.rate), ms(s.p50), ms(s.p99))
+			fmt.Fprintf(&b, " %s | %s | %s | %s |", num(s.rate), ms(s.p50), ms(s.p99), cpuStr(s.cpu))
 		}
 		for _, s := range sums[1:] {
 			if sums[0].rate > 0 && s.rate > 0 {
@@ -714,6 +795,13 @@ func render(c config, systems []*system, wls []workload, rs []runResult, fsync *
 	b.WriteString("\nEvery round (rate, in run order):\n\n")
 	b.WriteString(runs.String())
 	return b.String()
+}
+
+func cpuStr(us float64) string {
+	if us >= 10 {
+		return fmt.Sprintf("%.0f", us)
+	}
+	return fmt.Sprintf("%.1f", us)
 }
 
 func yesNo(ok bool) string {

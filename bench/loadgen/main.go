@@ -65,6 +65,7 @@ type options struct {
 	seqKeys      bool
 	consistency  string
 	opsPerCommit int
+	commitOp     string
 	dir          string
 	blockSize    int
 }
@@ -92,7 +93,8 @@ func run(args []string) error {
 	fs.IntVar(&o.keySpace, "key-space-size", 1, "distinct keys")
 	fs.BoolVar(&o.seqKeys, "sequential-keys", false, "keys in request order (else random)")
 	fs.StringVar(&o.consistency, "consistency", "l", "range: l (linearizable), s (stale/serializable) or lease")
-	fs.IntVar(&o.opsPerCommit, "ops-per-commit", 1000, "commit: put ops per producer commit")
+	fs.IntVar(&o.opsPerCommit, "ops-per-commit", 1000, "commit: ops per producer commit")
+	fs.StringVar(&o.commitOp, "op", "put", "commit: put (--val-size bytes) or add (+1 to a counter)")
 	fs.StringVar(&o.dir, "dir", os.TempDir(), "fsync: directory on the disk to measure")
 	fs.IntVar(&o.blockSize, "block-size", 4096, "fsync: bytes written before each fdatasync")
 	var key string
@@ -102,6 +104,9 @@ func run(args []string) error {
 	}
 	if err := fs.Parse(rest); err != nil {
 		return err
+	}
+	if o.commitOp != "put" && o.commitOp != "add" {
+		return fmt.Errorf("--op must be put or add, got %q", o.commitOp)
 	}
 	if o.clients < 1 || o.conns < 1 || o.total < 1 || o.keySpace < 1 {
 		return errors.New("--clients, --conns, --total and --key-space-size must be >= 1")
@@ -219,7 +224,11 @@ func load(mode, key string, o options) (*Result, error) {
 			case "commit":
 				ops := make([]*pb.Op, o.opsPerCommit)
 				for j := range ops {
-					ops[j] = api.PutOp(next(i*o.opsPerCommit+j), val)
+					if o.commitOp == "add" {
+						ops[j] = api.AddOp(next(i*o.opsPerCommit+j), 1)
+					} else {
+						ops[j] = api.PutOp(next(i*o.opsPerCommit+j), val)
+					}
 				}
 				reqs <- request{ops: ops}
 			}
