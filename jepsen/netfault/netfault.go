@@ -67,7 +67,8 @@ func Probe() error {
 	if _, err := exec.LookPath("iptables"); err != nil {
 		return errors.New("iptables not found: apt-get install -y iptables")
 	}
-	probe := ChainPrefix + "probe"
+	// Per process: concurrent runs must not remove each other's probe chain.
+	probe := fmt.Sprintf("%sprobe%d", ChainPrefix, os.Getpid())
 	_, _ = ExecRunner("iptables", "-w", "-X", probe)
 	if _, err := ExecRunner("iptables", "-w", "-N", probe); err != nil {
 		return fmt.Errorf("cannot create an iptables chain: %w", err)
