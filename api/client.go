@@ -64,7 +64,7 @@ func DefaultClientConfig(endpoints ...string) ClientConfig {
 		endpoints = DefaultEndpoints
 	}
 	return ClientConfig{Endpoints: endpoints, AttemptTimeout: 5 * time.Second, RetryBudget: 30 * time.Second,
-		BackoffMin: 20 * time.Millisecond, BackoffMax: time.Second}
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 250 * time.Millisecond}
 }
 
 // Validate reports an unusable configuration.
