@@ -68,7 +68,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure throughput and latency against a running cluster (see also: bench restart)",
 	}
-	cmd.AddCommand(newBenchLoadCmd("write"), newBenchLoadCmd("read"), newBenchLoadCmd("commit"), newBenchRestartCmd())
+	cmd.AddCommand(newBenchLoadCmd("write"), newBenchLoadCmd("read"), newBenchLoadCmd("commit"), newBenchRestartCmd(), newBenchCheckpointCmd())
 	return cmd
 }
 

@@ -81,6 +81,7 @@ func (c checkpointCatalog) Recovery() api.Recovery { return c.cadence.Recovery()
 // snapMetrics bridges snapshot events to Prometheus.
 type snapMetrics struct {
 	ckptSeconds, installSeconds        prometheus.Histogram
+	pauseSeconds                       prometheus.Histogram
 	ckptBytes, ckptNewBytes            prometheus.Gauge
 	ckptShared                         prometheus.Gauge
 	lastCkpt                           prometheus.Gauge
@@ -104,6 +105,7 @@ func newSnapMetrics(r prometheus.Registerer, cad *cadence) *snapMetrics {
 	m := &snapMetrics{cadence: cad,
 		ckptSeconds:    h("cairn_checkpoint_duration_seconds", "Time to create a checkpoint (Snapshot to manifest written)."),
 		installSeconds: h("cairn_checkpoint_install_duration_seconds", "Time to install a checkpoint received from a peer."),
+		pauseSeconds:   h("cairn_checkpoint_pause_seconds", "Part of a checkpoint's creation during which the state machine applies nothing (the Pebble checkpoint)."),
 		ckptBytes:      g("cairn_checkpoint_bytes", "State bytes of the last checkpoint."),
 		ckptNewBytes:   g("cairn_checkpoint_new_bytes", "Bytes of the last checkpoint not in the previous one."),
 		ckptShared:     g("cairn_checkpoint_shared_bytes", "Bytes of the last checkpoint shared with the previous one."),
@@ -118,7 +120,7 @@ func newSnapMetrics(r prometheus.Registerer, cad *cadence) *snapMetrics {
 		checkpoints:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_checkpoints_total", Help: "Checkpoints created by result."}, []string{"result"}),
 		failures:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_checkpoint_serve_errors_total", Help: "File fetches served with an error."}, []string{"op"}),
 	}
-	r.MustRegister(m.ckptSeconds, m.installSeconds, m.ckptBytes, m.ckptNewBytes, m.ckptShared, m.lastCkpt, m.lastCkptIndex,
+	r.MustRegister(m.ckptSeconds, m.installSeconds, m.pauseSeconds, m.ckptBytes, m.ckptNewBytes, m.ckptShared, m.lastCkpt, m.lastCkptIndex,
 		m.filesFetched, m.filesReused, m.bytesFetched, m.bytesReused, m.shipped, m.installs, m.checkpoints, m.failures)
 	return m
 }
@@ -136,6 +138,7 @@ func (m *snapMetrics) CheckpointCreated(s snapshot.CheckpointStats) {
 		return
 	}
 	m.ckptSeconds.Observe(s.Duration.Seconds())
+	m.pauseSeconds.Observe(s.PauseTime.Seconds())
 	m.ckptBytes.Set(float64(s.Bytes))
 	m.ckptNewBytes.Set(float64(s.NewBytes))
 	m.ckptShared.Set(float64(s.SharedBytes))

@@ -1,0 +1,807 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/cairn-db/cairn/api"
+	pb "github.com/cairn-db/cairn/api/cairnpb"
+)
+
+// ckptBenchConfig is one `cairn bench checkpoint` run.
+type ckptBenchConfig struct {
+	Sizes         []int64
+	ValueSize     int
+	BatchBytes    int
+	Loaders       int
+	WarmCreates   int
+	WriteClients  int
+	WriteDuration time.Duration
+	CreateEvery   time.Duration
+	Churn         float64
+	TrailingLogs  int
+	SkipCatchUp   bool
+	Dir           string
+	Keep          bool
+	Bin           string
+	ServeFlags    []string
+}
+
+type ckptSizeResult struct {
+	TargetBytes     int64   `json:"target_bytes"`
+	Keys            int64   `json:"keys"`
+	StateBytes      int64   `json:"state_bytes"`
+	Files           int     `json:"files"`
+	ColdLatencySec  float64 `json:"cold_create_s"`   // first checkpoint after the load: every file new (hashed)
+	ColdDurationSec float64 `json:"cold_duration_s"` // server side: Snapshot to manifest written
+	ColdNewBytes    int64   `json:"cold_new_bytes"`
+	WarmLatencySec  float64 `json:"warm_create_s"` // median of checkpoints after a few writes
+	WarmDurationSec float64 `json:"warm_duration_s"`
+	WarmNewBytes    int64   `json:"warm_new_bytes"`
+}
+
+type ckptLoadResult struct {
+	Clients          int       `json:"clients"`
+	DurationSec      float64   `json:"duration_s"`
+	Creates          int       `json:"creates"`
+	CreateLatencySec []float64 `json:"create_s"`
+	BaselineOpsSec   float64   `json:"baseline_ops_per_s"` // more than 1 s away from any create
+	DuringOpsSec     float64   `json:"during_ops_per_s"`   // while a create call ran
+	AfterOpsSec      float64   `json:"after_ops_per_s"`    // the 500 ms after each create
+	LossPct          float64   `json:"loss_pct"`           // during vs baseline
+	AfterLossPct     float64   `json:"after_loss_pct"`
+	OverallLossPct   float64   `json:"overall_loss_pct"` // the create and the 500 ms after, together
+	// AroundOpsSec is the mean throughput in 50 ms bins from 200 ms
+	// before to 1 s after the start of a create.
+	AroundOpsSec []float64 `json:"around_ops_per_s"`
+	// RunLossPct: the whole run (after 1 s of warm-up) versus the baseline
+	// rate, i.e. what a checkpoint every CreateEvery costs a benchmark.
+	RunLossPct float64 `json:"run_loss_pct"`
+	// MeanPauseSec is the mean time the leader's state machine was paused
+	// per checkpoint (cairn_checkpoint_pause_seconds).
+	MeanPauseSec float64 `json:"mean_pause_s"`
+}
+
+type ckptCatchUpResult struct {
+	ChurnKeys        int64             `json:"churn_keys"`
+	First            *ckptCatchUpRound `json:"first"`           // the follower's files are all its own
+	Second           *ckptCatchUpRound `json:"second"`          // it installed the leader's files before
+	FullCatchUpSec   float64           `json:"full_catch_up_s"` // a fresh node added
+	FullBytesFetched int64             `json:"full_bytes_fetched"`
+	FullInstallSec   float64           `json:"full_install_s"`
+}
+
+type ckptCatchUpRound struct {
+	StateBytes      int64   `json:"state_bytes"`
+	FollowerLast    uint64  `json:"follower_last_index"`
+	CheckpointIndex uint64  `json:"checkpoint_index"`
+	CatchUpSec      float64 `json:"catch_up_s"` // process start to applied >= the leader's commit index
+	BytesFetched    int64   `json:"bytes_fetched"`
+	BytesReused     int64   `json:"bytes_reused"`
+	FetchedPct      float64 `json:"fetched_pct_of_state"`
+	InstallSec      float64 `json:"install_s"` // the install itself (fetch, verify, assemble, swap)
+}
+
+type ckptBenchResult struct {
+	ValueSize int                `json:"value_size"`
+	Sizes     []ckptSizeResult   `json:"sizes"`
+	Load      *ckptLoadResult    `json:"write_load,omitempty"`
+	CatchUp   *ckptCatchUpResult `json:"catch_up,omitempty"`
+}
+
+func newBenchCheckpointCmd() *cobra.Command {
+	cfg := ckptBenchConfig{ValueSize: 1024, BatchBytes: 2 << 20, Loaders: 4, WarmCreates: 3, WriteClients: 16,
+		WriteDuration: 60 * time.Second, CreateEvery: 6 * time.Second, Churn: 0.05, TrailingLogs: 10240}
+	var sizes, output string
+	cmd := &cobra.Command{
+		Use:   "checkpoint",
+		Short: "Checkpoint creation time and its cost to writes; follower catch-up through incremental checkpoints",
+		Long: `Start a three-node cluster of "cairn serve" processes on free ports (raft's own
+snapshot triggers off: only the benchmark's checkpoints) and measure:
+
+ 1. for each --sizes (loaded cumulatively with random --value-size values in
+    batches of --batch-bytes): "cairn checkpoint create" latency on the leader
+    for the first checkpoint after the load (every file new: hashed) and,
+    median of --warm-creates, after a few more writes (the steady state);
+ 2. at the largest size, a write load (--write-clients goroutines of 1 KiB
+    Puts over the loaded keys) for --write-duration with a checkpoint every
+    --create-every: throughput in 100 ms buckets during checkpoints versus
+    buckets more than a second away from any;
+ 3. catch-up: stop a follower, overwrite --churn of the keys, write small
+    entries and checkpoint until the follower's log position is truncated
+    (more than --trailing-logs entries behind), restart it: bytes fetched
+    versus the state size, and time to catch up; then the same for a fresh
+    empty node added as a non-voter (a full transfer).
+The data directory is temporary unless --dir is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			for _, s := range strings.Split(sizes, ",") {
+				n, err := parseSize(s)
+				if err != nil {
+					return fmt.Errorf("--sizes: %w", err)
+				}
+				cfg.Sizes = append(cfg.Sizes, n)
+			}
+			slices.Sort(cfg.Sizes)
+			if cfg.Bin == "" {
+				var err error
+				if cfg.Bin, err = os.Executable(); err != nil {
+					return fmt.Errorf("bench checkpoint: %w (use --bin)", err)
+				}
+			}
+			res, err := runCkptBench(cmd.Context(), cfg, cmd.ErrOrStderr())
+			if res != nil {
+				if output == "json" {
+					_ = printJSON(cmd.OutOrStdout(), res)
+				} else {
+					printCkptBench(cmd.OutOrStdout(), res)
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&sizes, "sizes", "10MiB,100MiB,1GiB", "state sizes to measure checkpoint creation at, comma separated")
+	f.IntVar(&cfg.ValueSize, "value-size", cfg.ValueSize, "bytes per value")
+	f.IntVar(&cfg.BatchBytes, "batch-bytes", cfg.BatchBytes, "approximate bytes per load batch")
+	f.IntVar(&cfg.Loaders, "loaders", cfg.Loaders, "concurrent load batches")
+	f.IntVar(&cfg.WarmCreates, "warm-creates", cfg.WarmCreates, "steady-state checkpoints per size")
+	f.IntVar(&cfg.WriteClients, "write-clients", cfg.WriteClients, "goroutines of the concurrent write load")
+	f.DurationVar(&cfg.WriteDuration, "write-duration", cfg.WriteDuration, "length of the write load with periodic checkpoints (0 skips it)")
+	f.DurationVar(&cfg.CreateEvery, "create-every", cfg.CreateEvery, "checkpoint interval during the write load")
+	f.Float64Var(&cfg.Churn, "churn", cfg.Churn, "fraction of keys overwritten while a follower is down")
+	f.IntVar(&cfg.TrailingLogs, "trailing-logs", cfg.TrailingLogs, "the cluster's --trailing-logs")
+	f.BoolVar(&cfg.SkipCatchUp, "skip-catch-up", false, "skip the catch-up measurement")
+	f.StringVar(&cfg.Dir, "dir", "", "data directory (default: a temporary one, removed afterwards)")
+	f.BoolVar(&cfg.Keep, "keep", false, "keep the data directory")
+	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to run the nodes with (default: this one)")
+	f.StringArrayVar(&cfg.ServeFlags, "serve-flag", nil, "extra flag for `cairn serve`, repeatable")
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+// benchProc is one `cairn serve` process of the benchmark cluster.
+type benchProc struct {
+	id, dir, log     string
+	grpc, raft, http string
+	cmd              *exec.Cmd
+	done             chan struct{}
+}
+
+func (p *benchProc) start(bin string, args ...string) error {
+	lf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	all := append([]string{"serve", "--node-id", p.id, "--data-dir", p.dir, "--grpc-addr", p.grpc,
+		"--raft-addr", p.raft, "--http-addr", p.http}, args...)
+	c := exec.Command(bin, all...)
+	c.Stdout, c.Stderr = lf, lf
+	detach(c)
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("bench checkpoint: start %s: %w", p.id, err)
+	}
+	p.cmd, p.done = c, make(chan struct{})
+	go func() { _ = c.Wait(); close(p.done) }()
+	return nil
+}
+
+func (p *benchProc) stop() {
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.cmd = nil
+}
+
+// metric reads one counter or gauge (summed over label sets) from /metrics.
+func (p *benchProc) metric(ctx context.Context, name string) (float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.http+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, name) || len(l) == len(name) || (l[len(name)] != ' ' && l[len(name)] != '{') {
+			continue
+		}
+		if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
+
+// localStatus asks one node for its own status.
+func (p *benchProc) localStatus(ctx context.Context) (*pb.NodeStatus, error) {
+	cc, err := grpc.NewClient(p.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := pb.NewClusterClient(cc).Status(ctx, &pb.StatusRequest{Local: true})
+	if err != nil {
+		return nil, err
+	}
+	if len(st.GetNodes()) != 1 {
+		return nil, errors.New("local status without a node")
+	}
+	return st.GetNodes()[0], nil
+}
+
+func waitUntil(ctx context.Context, what string, d time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(d)
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench checkpoint: %s: not within %v (last error: %v)", what, d, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func ckptKey(i int64) []byte { return fmt.Appendf(nil, "bench/ckpt/%012d", i) }
+
+func randomValue(rng *rand.Rand, n int) []byte {
+	v := make([]byte, n)
+	for j := 0; j < n; j += 8 {
+		x := rng.Uint64()
+		for b := 0; b < 8 && j+b < n; b++ {
+			v[j+b] = byte(x >> (8 * b))
+		}
+	}
+	return v
+}
+
+// loadKeys writes the keys idx(0..n-1) with random values in batches.
+func loadKeys(ctx context.Context, c *api.Client, cfg ckptBenchConfig, n int64, idx func(int64) int64) error {
+	per := int64(max(1, cfg.BatchBytes/cfg.ValueSize))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, cfg.Loaders)
+	for g := range cfg.Loaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), uint64(time.Now().UnixNano())))
+			for ctx.Err() == nil {
+				lo := next.Add(per) - per
+				if lo >= n {
+					return
+				}
+				ops := make([]*pb.Op, 0, per)
+				for k := lo; k < min(lo+per, n); k++ {
+					ops = append(ops, api.PutOp(ckptKey(idx(k)), randomValue(rng, cfg.ValueSize)))
+				}
+				for {
+					_, err := c.Batch(ctx, ops...)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, api.ErrUnknownOutcome) { // puts of fixed values: retry an unknown outcome
+						errs[g] = err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckptBenchResult, error) {
+	dir := cfg.Dir
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	} else {
+		d, err := os.MkdirTemp("", "cairn-bench-checkpoint-")
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+		if !cfg.Keep {
+			defer os.RemoveAll(d)
+		}
+	}
+	ports, err := freePorts(12)
+	if err != nil {
+		return nil, err
+	}
+	var nodes []*benchProc
+	var peers []string
+	for i := range 4 {
+		p := &benchProc{id: fmt.Sprintf("n%d", i+1), grpc: ports[3*i], raft: ports[3*i+1], http: ports[3*i+2]}
+		p.dir, p.log = filepath.Join(dir, p.id), filepath.Join(dir, p.id+".log")
+		nodes = append(nodes, p)
+		if i < 3 {
+			peers = append(peers, p.id+"="+p.raft)
+		}
+	}
+	defer func() {
+		for _, p := range nodes {
+			p.stop()
+		}
+	}()
+	serveArgs := append([]string{"--snapshot-threshold", "1000000000000", "--trailing-logs", strconv.Itoa(cfg.TrailingLogs)}, cfg.ServeFlags...)
+	for _, p := range nodes[:3] {
+		if err := p.start(cfg.Bin, append([]string{"--bootstrap", strings.Join(peers, ",")}, serveArgs...)...); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(log, "cluster of 3 in %s (logs n*.log)\n", dir)
+	ccfg := api.DefaultClientConfig(nodes[0].grpc, nodes[1].grpc, nodes[2].grpc)
+	ccfg.RetryBudget = 2 * time.Minute
+	c, err := api.NewClient(ccfg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if err := waitUntil(ctx, "a ready leader", 2*time.Minute, func() (bool, error) {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, n := range st.GetNodes() {
+			if n.GetRole() == "leader" && n.GetReady() {
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		return nil, err
+	}
+
+	res := &ckptBenchResult{ValueSize: cfg.ValueSize}
+	create := func() (*api.CreatedCheckpoint, time.Duration, error) {
+		t0 := time.Now()
+		cr, err := c.CreateCheckpoint(ctx, "")
+		return cr, time.Since(t0), err
+	}
+	var loaded int64
+	for _, size := range cfg.Sizes {
+		keys := size / int64(cfg.ValueSize)
+		fmt.Fprintf(log, "loading to %s (%d keys)...\n", humanBytes(size), keys)
+		t0 := time.Now()
+		if err := loadKeys(ctx, c, cfg, keys-loaded, func(k int64) int64 { return loaded + k }); err != nil {
+			return res, fmt.Errorf("bench checkpoint: load: %w", err)
+		}
+		fmt.Fprintf(log, "  loaded %s in %s\n", humanBytes((keys-loaded)*int64(cfg.ValueSize)), fmtDuration(time.Since(t0)))
+		loaded = keys
+		r := ckptSizeResult{TargetBytes: size, Keys: keys}
+		cr, lat, err := create()
+		if err != nil {
+			return res, fmt.Errorf("bench checkpoint: create: %w", err)
+		}
+		r.StateBytes, r.Files = cr.Checkpoint.StateBytes, cr.Checkpoint.Files
+		r.ColdLatencySec, r.ColdDurationSec, r.ColdNewBytes = lat.Seconds(), cr.Checkpoint.Duration.Seconds(), cr.Checkpoint.NewBytes
+		var lats, durs, news []float64
+		rng := rand.New(rand.NewPCG(1, uint64(size)))
+		for range cfg.WarmCreates {
+			// A few writes: the steady state has something new each time.
+			for range 20 {
+				if _, err := c.Put(ctx, ckptKey(rng.Int64N(keys)), randomValue(rng, cfg.ValueSize)); err != nil {
+					return res, err
+				}
+			}
+			cr, lat, err := create()
+			if err != nil {
+				return res, fmt.Errorf("bench checkpoint: create: %w", err)
+			}
+			lats, durs, news = append(lats, lat.Seconds()), append(durs, cr.Checkpoint.Duration.Seconds()), append(news, float64(cr.Checkpoint.NewBytes))
+		}
+		r.WarmLatencySec, r.WarmDurationSec, r.WarmNewBytes = median(lats), median(durs), int64(median(news))
+		fmt.Fprintf(log, "  checkpoint at %s: first %s (server %s, %s new), steady %s (server %s, %s new)\n", humanBytes(r.StateBytes),
+			fmtDuration(lat), fmtDuration(cr.Checkpoint.Duration), humanBytes(r.ColdNewBytes), fmtDuration(seconds(r.WarmLatencySec)),
+			fmtDuration(seconds(r.WarmDurationSec)), humanBytes(r.WarmNewBytes))
+		res.Sizes = append(res.Sizes, r)
+	}
+
+	if cfg.WriteDuration > 0 {
+		fmt.Fprintf(log, "write load: %d clients for %s, a checkpoint every %s...\n", cfg.WriteClients, cfg.WriteDuration, cfg.CreateEvery)
+		leader, err := benchLeader(ctx, c, nodes)
+		if err != nil {
+			return res, err
+		}
+		sum0, _ := leader.metric(ctx, "cairn_checkpoint_pause_seconds_sum")
+		n0, _ := leader.metric(ctx, "cairn_checkpoint_pause_seconds_count")
+		lr, err := ckptWriteLoad(ctx, c, cfg, loaded, create)
+		if lr != nil {
+			sum1, _ := leader.metric(ctx, "cairn_checkpoint_pause_seconds_sum")
+			n1, _ := leader.metric(ctx, "cairn_checkpoint_pause_seconds_count")
+			if n1 > n0 {
+				lr.MeanPauseSec = (sum1 - sum0) / (n1 - n0)
+			}
+		}
+		res.Load = lr
+		if err != nil {
+			return res, err
+		}
+	}
+	if !cfg.SkipCatchUp {
+		cu, err := ckptCatchUp(ctx, c, cfg, nodes, loaded, serveArgs, create, log)
+		if err != nil {
+			return res, err
+		}
+		res.CatchUp = cu
+	}
+	return res, nil
+}
+
+// benchLeader returns the process of the current leader.
+func benchLeader(ctx context.Context, c *api.Client, nodes []*benchProc) (*benchProc, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range st.GetNodes() {
+		for _, p := range nodes {
+			if p.id == n.GetId() && n.GetRole() == "leader" {
+				return p, nil
+			}
+		}
+	}
+	return nil, errors.New("bench checkpoint: no leader")
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// ckptWriteLoad runs Puts for cfg.WriteDuration, creating checkpoints
+// every cfg.CreateEvery, and compares throughput around checkpoints with
+// throughput away from them.
+func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys int64,
+	create func() (*api.CreatedCheckpoint, time.Duration, error)) (*ckptLoadResult, error) {
+	const bucket = 10 * time.Millisecond
+	nb := int(cfg.WriteDuration/bucket) + 1
+	counts := make([]atomic.Int64, nb)
+	start := time.Now()
+	lctx, cancel := context.WithTimeout(ctx, cfg.WriteDuration)
+	defer cancel()
+	var wg sync.WaitGroup
+	var errCount atomic.Int64
+	for g := range cfg.WriteClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			v := randomValue(rng, cfg.ValueSize)
+			for lctx.Err() == nil {
+				_, err := c.Put(lctx, ckptKey(rng.Int64N(keys)), v)
+				if err != nil {
+					if lctx.Err() == nil {
+						errCount.Add(1)
+					}
+					continue
+				}
+				if b := int(time.Since(start) / bucket); b < nb {
+					counts[b].Add(1)
+				}
+			}
+		}()
+	}
+	type span struct{ from, to time.Duration }
+	var spans []span
+	var lats []float64
+	next := cfg.CreateEvery / 2
+	for {
+		select {
+		case <-lctx.Done():
+		case <-time.After(time.Until(start.Add(next))):
+		}
+		if lctx.Err() != nil {
+			break
+		}
+		from := time.Since(start)
+		_, lat, err := create()
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return nil, fmt.Errorf("bench checkpoint: create under load: %w", err)
+		}
+		spans = append(spans, span{from, time.Since(start)})
+		lats = append(lats, lat.Seconds())
+		next += cfg.CreateEvery
+	}
+	wg.Wait()
+	// Rates over time ranges, from the 10 ms buckets (a partial bucket
+	// counts in proportion).
+	opsIn := func(from, to time.Duration) float64 {
+		var n float64
+		for b := int(from / bucket); b <= int(to/bucket) && b < nb; b++ {
+			lo, hi := time.Duration(b)*bucket, time.Duration(b+1)*bucket
+			ov := min(hi, to) - max(lo, from)
+			if ov > 0 {
+				n += float64(counts[b].Load()) * float64(ov) / float64(bucket)
+			}
+		}
+		return n
+	}
+	const tail = 500 * time.Millisecond
+	var baseOps, baseT, durOps, durT, aftOps, aftT float64
+	warm := time.Second
+	for t := warm; t+time.Second <= cfg.WriteDuration-200*time.Millisecond; t += time.Second / 10 {
+		near := false
+		for _, s := range spans {
+			if t+time.Second/10 > s.from-time.Second && t < s.to+time.Second {
+				near = true
+			}
+		}
+		if !near {
+			baseOps += opsIn(t, t+time.Second/10)
+			baseT += 0.1
+		}
+	}
+	for _, s := range spans {
+		durOps += opsIn(s.from, s.to)
+		durT += (s.to - s.from).Seconds()
+		aftOps += opsIn(s.to, s.to+tail)
+		aftT += tail.Seconds()
+	}
+	rate := func(ops, t float64) float64 {
+		if t == 0 {
+			return math.NaN()
+		}
+		return ops / t
+	}
+	const bin = 50 * time.Millisecond
+	around := make([]float64, 24)
+	for i := range around {
+		var ops float64
+		for _, s := range spans {
+			from := s.from - 200*time.Millisecond + time.Duration(i)*bin
+			ops += opsIn(from, from+bin)
+		}
+		around[i] = math.Round(rate(ops, float64(len(spans))*bin.Seconds()))
+	}
+	r := &ckptLoadResult{Clients: cfg.WriteClients, DurationSec: cfg.WriteDuration.Seconds(), Creates: len(spans),
+		CreateLatencySec: lats, BaselineOpsSec: rate(baseOps, baseT), DuringOpsSec: rate(durOps, durT), AfterOpsSec: rate(aftOps, aftT),
+		AroundOpsSec: around}
+	r.LossPct = 100 * (1 - r.DuringOpsSec/r.BaselineOpsSec)
+	r.AfterLossPct = 100 * (1 - r.AfterOpsSec/r.BaselineOpsSec)
+	r.OverallLossPct = 100 * (1 - rate(durOps+aftOps, durT+aftT)/r.BaselineOpsSec)
+	runT := cfg.WriteDuration - 200*time.Millisecond - warm
+	r.RunLossPct = 100 * (1 - rate(opsIn(warm, warm+runT), runT.Seconds())/r.BaselineOpsSec)
+	if n := errCount.Load(); n > 0 {
+		return r, fmt.Errorf("bench checkpoint: %d write errors under load", n)
+	}
+	return r, nil
+}
+
+// ckptCatchUp measures a follower's catch-up through checkpoints twice:
+// the first time its files are all its own (built by its own applies,
+// which never match the leader's byte for byte), the second time it holds
+// the leader's files from the first install. Then a fresh node's full
+// transfer.
+func ckptCatchUp(ctx context.Context, c *api.Client, cfg ckptBenchConfig, nodes []*benchProc, keys int64, serveArgs []string,
+	create func() (*api.CreatedCheckpoint, time.Duration, error), log io.Writer) (*ckptCatchUpResult, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var follower, leader *benchProc
+	for _, n := range st.GetNodes() {
+		for _, p := range nodes[:3] {
+			if p.id == n.GetId() {
+				if n.GetRole() == "leader" {
+					leader = p
+				} else if follower == nil {
+					follower = p
+				}
+			}
+		}
+	}
+	if follower == nil || leader == nil {
+		return nil, errors.New("bench checkpoint: no leader and follower in the status")
+	}
+	r := &ckptCatchUpResult{ChurnKeys: int64(cfg.Churn * float64(keys))}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := 1; round <= 2; round++ {
+		cu, err := ckptCatchUpOnce(ctx, c, cfg, leader, follower, keys, r.ChurnKeys, rng, serveArgs, create, log)
+		if err != nil {
+			return r, err
+		}
+		if round == 1 {
+			r.First = cu
+		} else {
+			r.Second = cu
+		}
+	}
+
+	// A full transfer: a fresh node, added as a non-voter.
+	fresh := nodes[3]
+	if err := fresh.start(cfg.Bin, serveArgs...); err != nil {
+		return r, err
+	}
+	ls, err := leader.localStatus(ctx)
+	if err != nil {
+		return r, err
+	}
+	target := ls.GetCommitIndex()
+	t0 := time.Now()
+	if err := c.AddNode(ctx, fresh.id, fresh.raft, fresh.grpc, true); err != nil {
+		return r, err
+	}
+	if err := waitUntil(ctx, fresh.id+" to catch up", 10*time.Minute, func() (bool, error) {
+		s, err := fresh.localStatus(ctx)
+		return err == nil && s.GetAppliedIndex() >= target, err
+	}); err != nil {
+		return r, err
+	}
+	r.FullCatchUpSec = time.Since(t0).Seconds()
+	full, err := fresh.metric(ctx, "cairn_checkpoint_install_bytes_fetched_total")
+	if err != nil {
+		return r, err
+	}
+	r.FullBytesFetched = int64(full)
+	r.FullInstallSec, _ = fresh.metric(ctx, "cairn_checkpoint_install_duration_seconds_sum")
+	fmt.Fprintf(log, "  fresh node caught up in %s: fetched %s\n", fmtDuration(time.Since(t0)), humanBytes(r.FullBytesFetched))
+	if err := c.RemoveNode(ctx, fresh.id); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// ckptCatchUpOnce stops the follower, overwrites churn random keys, writes
+// small entries and checkpoints the leader until the follower's position
+// is truncated from the log, restarts it and measures its catch-up.
+func ckptCatchUpOnce(ctx context.Context, c *api.Client, cfg ckptBenchConfig, leader, follower *benchProc, keys, churn int64,
+	rng *rand.Rand, serveArgs []string, create func() (*api.CreatedCheckpoint, time.Duration, error), log io.Writer) (*ckptCatchUpRound, error) {
+	fs, err := follower.localStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &ckptCatchUpRound{FollowerLast: max(fs.GetLastIndex(), fs.GetAppliedIndex())}
+	fmt.Fprintf(log, "catch-up: stopping follower %s at index %d\n", follower.id, r.FollowerLast)
+	follower.stop()
+	fmt.Fprintf(log, "  overwriting %d random keys (%.1f%%)...\n", churn, 100*float64(churn)/float64(keys))
+	if err := loadKeys(ctx, c, cfg, churn, func(int64) int64 { return rng.Int64N(keys) }); err != nil {
+		return nil, err
+	}
+	for {
+		ck, _, err := create()
+		if err != nil {
+			return nil, err
+		}
+		r.CheckpointIndex, r.StateBytes = ck.Checkpoint.Index, ck.Checkpoint.StateBytes
+		if r.CheckpointIndex > r.FollowerLast+uint64(cfg.TrailingLogs)+1 {
+			break
+		}
+		// Small entries until the log behind the follower is truncated
+		// (concurrent puts may share entries: loop until it is).
+		n := 4 * (int(r.FollowerLast+uint64(cfg.TrailingLogs)+64-r.CheckpointIndex) + 1)
+		fmt.Fprintf(log, "  %d small writes to move the log past the follower...\n", n)
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1); i <= int64(n) && ctx.Err() == nil; i = next.Add(1) {
+					_, _ = c.Put(ctx, []byte("bench/ckpt/filler"), []byte(strconv.FormatInt(i, 10)))
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	ls, err := leader.localStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	target := ls.GetCommitIndex()
+	fmt.Fprintf(log, "  restarting %s (checkpoint at %d, %s; leader commit %d)\n", follower.id,
+		r.CheckpointIndex, humanBytes(r.StateBytes), target)
+	t0 := time.Now()
+	if err := follower.start(cfg.Bin, serveArgs...); err != nil {
+		return nil, err
+	}
+	if err := waitUntil(ctx, follower.id+" to catch up", 10*time.Minute, func() (bool, error) {
+		s, err := follower.localStatus(ctx)
+		return err == nil && s.GetAppliedIndex() >= target, err
+	}); err != nil {
+		return r, err
+	}
+	r.CatchUpSec = time.Since(t0).Seconds()
+	fetched, err := follower.metric(ctx, "cairn_checkpoint_install_bytes_fetched_total")
+	if err != nil {
+		return r, err
+	}
+	reused, _ := follower.metric(ctx, "cairn_checkpoint_install_bytes_reused_total")
+	installs, _ := follower.metric(ctx, "cairn_checkpoint_installs_total")
+	if installs == 0 {
+		return r, fmt.Errorf("bench checkpoint: %s caught up without installing a checkpoint (log not truncated?)", follower.id)
+	}
+	r.BytesFetched, r.BytesReused = int64(fetched), int64(reused)
+	r.InstallSec, _ = follower.metric(ctx, "cairn_checkpoint_install_duration_seconds_sum")
+	r.FetchedPct = 100 * fetched / float64(r.StateBytes)
+	fmt.Fprintf(log, "  caught up in %s: fetched %s, reused %s (%.1f%% of the state fetched)\n", fmtDuration(time.Since(t0)),
+		humanBytes(r.BytesFetched), humanBytes(r.BytesReused), r.FetchedPct)
+	return r, nil
+}
+
+func printCkptBench(w io.Writer, r *ckptBenchResult) {
+	fmt.Fprintf(w, "checkpoint creation on the leader of 3 (%d-byte values):\n", r.ValueSize)
+	fmt.Fprintf(w, "  %-10s %-8s %-26s %-26s\n", "state", "files", "first after load (server)", "steady state (server, new)")
+	for _, s := range r.Sizes {
+		fmt.Fprintf(w, "  %-10s %-8d %-26s %-26s\n", humanBytes(s.StateBytes), s.Files,
+			fmt.Sprintf("%s (%s)", fmtDuration(seconds(s.ColdLatencySec)), fmtDuration(seconds(s.ColdDurationSec))),
+			fmt.Sprintf("%s (%s, %s)", fmtDuration(seconds(s.WarmLatencySec)), fmtDuration(seconds(s.WarmDurationSec)), humanBytes(s.WarmNewBytes)))
+	}
+	if l := r.Load; l != nil {
+		parts := make([]string, len(l.CreateLatencySec))
+		for i, x := range l.CreateLatencySec {
+			parts[i] = fmtDuration(seconds(x))
+		}
+		fmt.Fprintf(w, "write load (%d clients, %.0fs, %d checkpoints: %s)\n", l.Clients, l.DurationSec, l.Creates, strings.Join(parts, " "))
+		fmt.Fprintf(w, "  state machine paused %s per checkpoint on average; throughput from 200 ms before to 1 s after a create starts, 50 ms bins: %v\n",
+			fmtDuration(seconds(l.MeanPauseSec)), l.AroundOpsSec)
+		fmt.Fprintf(w, "  throughput away from checkpoints %.0f ops/s; during the create calls %.0f ops/s (loss %.1f%%); in the 500 ms after %.0f ops/s (loss %.1f%%); both together: loss %.1f%%\n",
+			l.BaselineOpsSec, l.DuringOpsSec, l.LossPct, l.AfterOpsSec, l.AfterLossPct, l.OverallLossPct)
+		fmt.Fprintf(w, "  the whole run with a checkpoint every %s: loss %.1f%%\n", seconds(l.DurationSec/float64(max(1, l.Creates))).Round(time.Second), l.RunLossPct)
+	}
+	if cu := r.CatchUp; cu != nil {
+		fmt.Fprintf(w, "catch-up of a restarted follower after %d random keys were overwritten and the log truncated past it:\n", cu.ChurnKeys)
+		for _, x := range []struct {
+			name string
+			c    *ckptCatchUpRound
+		}{{"first (own files only)", cu.First}, {"second (leader's files)", cu.Second}} {
+			if x.c != nil {
+				fmt.Fprintf(w, "  %-24s caught up in %.1fs (install %.1fs), fetched %s of %s (%.1f%%), reused %s\n", x.name, x.c.CatchUpSec,
+					x.c.InstallSec, humanBytes(x.c.BytesFetched), humanBytes(x.c.StateBytes), x.c.FetchedPct, humanBytes(x.c.BytesReused))
+			}
+		}
+		fmt.Fprintf(w, "  %-24s caught up in %.1fs (install %.1fs), fetched %s\n", "fresh node (full)", cu.FullCatchUpSec, cu.FullInstallSec, humanBytes(cu.FullBytesFetched))
+	}
+}
