@@ -139,10 +139,6 @@ func (c *checkpointService) target(ctx context.Context, node string) (Checkpoint
 	return nil, conn, node, nil
 }
 
-func forwardedCtx(ctx context.Context, self string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, mdForwarded, self)
-}
-
 // ckptStatus maps snapshot errors to gRPC errors.
 func ckptStatus(err error) error {
 	if err == nil {
@@ -259,7 +255,7 @@ func (c *checkpointService) List(ctx context.Context, req *pb.ListCheckpointsReq
 		return nil, err
 	}
 	if conn != nil {
-		return pb.NewCheckpointClient(conn).List(forwardedCtx(ctx, c.s.cfg.NodeID), &pb.ListCheckpointsRequest{Node: node})
+		return pb.NewCheckpointClient(conn).List(c.s.forwardCtx(ctx, node), &pb.ListCheckpointsRequest{Node: node})
 	}
 	infos, err := ck.Checkpoints()
 	if err != nil {
@@ -293,7 +289,7 @@ func (c *checkpointService) Show(ctx context.Context, req *pb.ShowCheckpointRequ
 		return nil, err
 	}
 	if conn != nil {
-		return pb.NewCheckpointClient(conn).Show(forwardedCtx(ctx, c.s.cfg.NodeID), &pb.ShowCheckpointRequest{Node: node, Id: req.GetId()})
+		return pb.NewCheckpointClient(conn).Show(c.s.forwardCtx(ctx, node), &pb.ShowCheckpointRequest{Node: node, Id: req.GetId()})
 	}
 	id, err := resolve(ck, req.GetId())
 	if err != nil {
@@ -323,7 +319,7 @@ func (c *checkpointService) Create(ctx context.Context, req *pb.CreateCheckpoint
 		return nil, err
 	}
 	if conn != nil {
-		return pb.NewCheckpointClient(conn).Create(forwardedCtx(ctx, c.s.cfg.NodeID), &pb.CreateCheckpointRequest{Node: node})
+		return pb.NewCheckpointClient(conn).Create(c.s.forwardCtx(ctx, node), &pb.CreateCheckpointRequest{Node: node})
 	}
 	created := true
 	id, err := ck.Snapshot()
@@ -348,7 +344,7 @@ func (c *checkpointService) Verify(ctx context.Context, req *pb.VerifyCheckpoint
 		return nil, err
 	}
 	if conn != nil {
-		return pb.NewCheckpointClient(conn).Verify(forwardedCtx(ctx, c.s.cfg.NodeID), &pb.VerifyCheckpointRequest{Node: node, Id: req.GetId()})
+		return pb.NewCheckpointClient(conn).Verify(c.s.forwardCtx(ctx, node), &pb.VerifyCheckpointRequest{Node: node, Id: req.GetId()})
 	}
 	id, err := resolve(ck, req.GetId())
 	if err != nil {
@@ -369,9 +365,9 @@ func (c *checkpointService) pin(ctx context.Context, req *pb.PinCheckpointReques
 	if conn != nil {
 		fwd := &pb.PinCheckpointRequest{Node: node, Id: req.GetId()}
 		if unpin {
-			return pb.NewCheckpointClient(conn).Unpin(forwardedCtx(ctx, c.s.cfg.NodeID), fwd)
+			return pb.NewCheckpointClient(conn).Unpin(c.s.forwardCtx(ctx, node), fwd)
 		}
-		return pb.NewCheckpointClient(conn).Pin(forwardedCtx(ctx, c.s.cfg.NodeID), fwd)
+		return pb.NewCheckpointClient(conn).Pin(c.s.forwardCtx(ctx, node), fwd)
 	}
 	id, err := resolve(ck, req.GetId())
 	if err != nil {
@@ -419,7 +415,7 @@ func (c *checkpointService) Export(req *pb.ExportCheckpointRequest, stream pb.Ch
 		return status.Error(codes.InvalidArgument, "a bucket URL is required")
 	}
 	if conn != nil {
-		fwd, err := pb.NewCheckpointClient(conn).Export(forwardedCtx(ctx, c.s.cfg.NodeID),
+		fwd, err := pb.NewCheckpointClient(conn).Export(c.s.forwardCtx(ctx, node),
 			&pb.ExportCheckpointRequest{Node: node, Id: req.GetId(), Url: req.GetUrl()})
 		if err != nil {
 			return err

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/api"
@@ -234,5 +237,41 @@ func flip(t *testing.T, path string) {
 	b[len(b)/2] ^= 0xff
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A cluster restored from another's checkpoint starts with the other
+// cluster's client addresses under the same node ids. A forwarded call
+// names its target by id and configured raft address, so a node of the
+// other cluster reached through a stale address refuses it instead of
+// serving it.
+func TestForwardedCallRefusedByAnotherCluster(t *testing.T) {
+	a := testcluster.Start(t, 1, nil)
+	b := testcluster.Start(t, 1, nil)
+	ctx := context.Background()
+	if _, err := a.Client().Put(ctx, []byte("only-in-a"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	get := func(m *testcluster.Member, md ...string) error {
+		cc, err := grpc.NewClient(m.Node.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		octx := metadata.AppendToOutgoingContext(ctx, md...)
+		_, err = pb.NewKVClient(cc).Get(octx, &pb.GetRequest{Key: []byte("only-in-a")})
+		return err
+	}
+	am, bm := a.Members[0], b.Members[0] // both "n1"
+	target := "n1 " + am.RaftAddr        // as a node of cluster a names its n1
+	if err := get(am, "cairn-forwarded", "n2", "cairn-target", target); err != nil {
+		t.Fatalf("a's n1 refused a call meant for it: %v", err)
+	}
+	if err := get(bm, "cairn-forwarded", "n2", "cairn-target", target); status.Code(err) != codes.Unavailable {
+		t.Fatalf("b's n1 served a call meant for a's n1: %v", err)
+	}
+	// Calls without a target (clients, older nodes) are served as before.
+	if err := get(bm); status.Code(err) != codes.NotFound {
+		t.Fatalf("plain get on b: %v", err)
 	}
 }

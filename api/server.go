@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -162,6 +164,10 @@ func (s *Server) peerConn(addr string) (*grpc.ClientConn, error) {
 
 const (
 	mdForwarded = "cairn-forwarded"
+	// mdTarget names the member a forwarded call is meant for, as "ID
+	// RAFTADDR" with the address from the forwarding node's raft
+	// configuration; see checkTarget.
+	mdTarget = "cairn-target"
 	// MDLeader is the response header naming the leader's gRPC address when
 	// a call was forwarded, so clients can go there directly next time.
 	MDLeader = "cairn-leader"
@@ -170,23 +176,92 @@ const (
 // leaderConn returns a connection to the leader, for forwarding. It fails
 // with the original error when the call was already forwarded once (no
 // loops) or the leader's address is not known yet.
-func (s *Server) leaderConn(ctx context.Context, cause error) (*grpc.ClientConn, string, error) {
+func (s *Server) leaderConn(ctx context.Context, cause error) (*grpc.ClientConn, string, string, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(mdForwarded)) > 0 {
-		return nil, "", cause
+		return nil, "", "", cause
 	}
 	id, _ := s.raft.Leader()
 	if id == "" || id == s.cfg.NodeID {
-		return nil, "", cause
+		return nil, "", "", cause
 	}
 	addrs, err := s.state.NodeAddrs()
 	if err != nil || addrs[id] == "" {
-		return nil, "", cause
+		return nil, "", "", cause
 	}
 	c, err := s.peerConn(addrs[id])
 	if err != nil {
-		return nil, "", cause
+		return nil, "", "", cause
 	}
-	return c, addrs[id], nil
+	return c, id, addrs[id], nil
+}
+
+// forwardCtx is ctx for a call this node forwards to member id: it is
+// marked as forwarded (no second hop) and names its target by id and raft
+// address, so that a node reached through a stale client address refuses
+// it (checkTarget).
+func (s *Server) forwardCtx(ctx context.Context, id string) context.Context {
+	md := []string{mdForwarded, s.cfg.NodeID}
+	if addr := s.memberAddr(id); addr != "" {
+		md = append(md, mdTarget, id+" "+addr)
+	}
+	return metadata.AppendToOutgoingContext(ctx, md...)
+}
+
+// memberAddr is id's raft address in this node's raft configuration ("" if
+// not known).
+func (s *Server) memberAddr(id string) string {
+	ms, err := s.raft.Members()
+	if err != nil {
+		return ""
+	}
+	for _, m := range ms {
+		if m.ID == id {
+			return m.Addr
+		}
+	}
+	return ""
+}
+
+// checkTarget refuses a call forwarded to this node that was meant for
+// another member. Client addresses live in the replicated state; a cluster
+// restored from another cluster's checkpoint starts with that cluster's
+// addresses (until its members announce their own), under the same node
+// ids, and would otherwise forward writes and reads to the old cluster.
+// The target is named by id and by the raft address the forwarding node's
+// configuration records for it: in one cluster both nodes read that
+// address from the same replicated configuration.
+func (s *Server) checkTarget(ctx context.Context) error {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok || len(md.Get(mdTarget)) == 0 {
+		return nil
+	}
+	id, addr, _ := strings.Cut(md.Get(mdTarget)[0], " ")
+	if id == s.cfg.NodeID && addr == s.memberAddr(id) {
+		return nil
+	}
+	return statusWithReason(codes.Unavailable, ReasonNotLeader, fmt.Sprintf("call forwarded to %s at raft address %s reached %s, "+
+		"which is not that member (a stale client address, e.g. from a restored checkpoint, or raft not started yet); "+
+		"not submitted, safe to retry", id, addr, s.cfg.NodeID), nil)
+}
+
+// UnaryInterceptor and StreamInterceptor apply checkTarget; install both
+// on the gRPC server the services are registered on.
+func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if err := s.checkTarget(ctx); err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}
+}
+
+func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if err := s.checkTarget(ss.Context()); err != nil {
+			return err
+		}
+		return h(srv, ss)
+	}
 }
 
 // forward sends the call to the leader when this node cannot serve it.
@@ -195,7 +270,7 @@ func (s *Server) leaderConn(ctx context.Context, cause error) (*grpc.ClientConn,
 func forward[C, Req, Resp any](s *Server, ctx context.Context, cause error, req Req,
 	newC func(grpc.ClientConnInterface) C, call func(C, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	var zero Resp
-	conn, addr, err := s.leaderConn(ctx, cause)
+	conn, id, addr, err := s.leaderConn(ctx, cause)
 	if err != nil {
 		return zero, toStatus(err)
 	}
@@ -204,8 +279,7 @@ func forward[C, Req, Resp any](s *Server, ctx context.Context, cause error, req 
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.ForwardTimeout)
 		defer cancel()
 	}
-	out := metadata.AppendToOutgoingContext(ctx, mdForwarded, s.cfg.NodeID)
-	resp, err := call(newC(conn), out, req)
+	resp, err := call(newC(conn), s.forwardCtx(ctx, id), req)
 	if err == nil {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(MDLeader, addr))
 	}

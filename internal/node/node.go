@@ -175,7 +175,8 @@ func Start(cfg Config) (n *Node, err error) {
 		}
 	}
 	metrics := newGRPCMetrics(n.registry)
-	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(metrics.unary), grpc.MaxRecvMsgSize(8<<20))
+	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(metrics.unary, n.API.UnaryInterceptor()),
+		grpc.ChainStreamInterceptor(n.API.StreamInterceptor()), grpc.MaxRecvMsgSize(8<<20))
 	n.API.Register(n.grpc)
 	snapshot.NewServer(n.Snapshots).Register(n.grpc)
 	n.health = health.NewServer()

@@ -142,7 +142,13 @@ func TestExportRestoreNewCluster(t *testing.T) {
 	got := dumpKV(t, bcl)
 	delete(got, "new-cluster")
 	if len(got) != len(want) {
-		t.Fatalf("restored cluster holds %d keys, exported %d", len(got), len(want))
+		var extra []string
+		for k := range got {
+			if _, ok := want[k]; !ok {
+				extra = append(extra, k)
+			}
+		}
+		t.Fatalf("restored cluster holds %d keys, exported %d; extra: %q", len(got), len(want), extra)
 	}
 	for k, v := range want {
 		if got[k] != v {
