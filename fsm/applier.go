@@ -159,7 +159,7 @@ func (a *applier) applyBatch(t *txn, ent Entry, b *command.Batch) (*command.Resu
 	if err != nil {
 		return nil, errStorage{err}
 	}
-	et := newEntryTx(t)
+	et := newEntryTx(t, len(b.Ops))
 	res := &command.Result{Index: ent.Index, Nums: make([]int64, len(b.Ops))}
 	if msg != "" {
 		res = &command.Result{Index: ent.Index, Code: command.CodeInvalid, Message: msg}
@@ -267,13 +267,13 @@ type opResult struct {
 func applyOp(et *entryTx, op *command.Op) (opResult, error) {
 	switch op.Kind {
 	case command.OpPut:
-		et.set(userKey(op.Key), encodeBytesValue(op.Value))
+		et.set(et.userKey(op.Key), et.bytesValue(op.Value))
 		return opResult{}, nil
 	case command.OpDelete:
-		et.del(userKey(op.Key))
+		et.del(et.userKey(op.Key))
 		return opResult{}, nil
 	case command.OpAdd, command.OpMin, command.OpMax:
-		k := userKey(op.Key)
+		k := et.userKey(op.Key)
 		raw, ok, err := et.get(k)
 		if err != nil {
 			return opResult{}, err
@@ -299,10 +299,10 @@ func applyOp(et *entryTx, op *command.Op) (opResult, error) {
 				n = max(v.Int, op.Num)
 			}
 		}
-		et.set(k, encodeIntValue(n))
+		et.set(k, et.intValue(n))
 		return opResult{num: n}, nil
 	case command.OpCAS:
-		k := userKey(op.Key)
+		k := et.userKey(op.Key)
 		raw, ok, err := et.get(k)
 		if err != nil {
 			return opResult{}, err
@@ -318,7 +318,7 @@ func applyOp(et *entryTx, op *command.Op) (opResult, error) {
 		if !match {
 			return opResult{code: command.CodeCASFailed, msg: fmt.Sprintf("key %q does not hold the expected value", op.Key)}, nil
 		}
-		et.set(k, encodeBytesValue(op.Value))
+		et.set(k, et.bytesValue(op.Value))
 		return opResult{}, nil
 	}
 	return opResult{code: command.CodeInvalid, msg: fmt.Sprintf("unknown op kind %d", op.Kind)}, nil

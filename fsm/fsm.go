@@ -88,6 +88,9 @@ type FSM struct {
 	// sweep is keySweep as of the last committed batch (FSM goroutine only;
 	// reset by Restore).
 	sweep sweepMark
+	// scratch is reused by every batch's staged keys and values (FSM
+	// goroutine only).
+	scratch []byte
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -255,7 +258,12 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	applied := f.applied.Load()
-	t := &txn{b: f.db.NewIndexedBatch(), sweep: f.sweep}
+	t := &txn{b: f.db.NewIndexedBatch(), sweep: f.sweep, scratch: f.scratch}
+	defer func() {
+		if cap(t.scratch) <= 1<<20 {
+			f.scratch = t.scratch[:0]
+		}
+	}()
 	defer t.b.Close()
 	var last, lastTerm uint64
 	for i, l := range logs {

@@ -30,18 +30,21 @@ func (v Value) String() string {
 	return string(v.Bytes)
 }
 
-func encodeBytesValue(b []byte) []byte {
-	out := make([]byte, 1+len(b))
+// bytesValueLen and intValueLen are the encoded sizes of the two kinds.
+func bytesValueLen(b []byte) int { return 1 + len(b) }
+
+const intValueLen = 9
+
+// putBytesValue encodes b into out (bytesValueLen(b) bytes).
+func putBytesValue(out, b []byte) {
 	out[0] = byte(KindBytes)
 	copy(out[1:], b)
-	return out
 }
 
-func encodeIntValue(n int64) []byte {
-	out := make([]byte, 9)
+// putIntValue encodes n into out (intValueLen bytes).
+func putIntValue(out []byte, n int64) {
 	out[0] = byte(KindInt)
 	binary.BigEndian.PutUint64(out[1:], uint64(n))
-	return out
 }
 
 // decodeValue parses a stored value; b may be reused by the caller after.
