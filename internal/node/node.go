@@ -112,14 +112,21 @@ func Start(cfg Config) (n *Node, err error) {
 	if cfg.MutexProfileFraction > 0 {
 		runtime.SetMutexProfileFraction(cfg.MutexProfileFraction)
 	}
+	started := n // the error returns below set n to nil
 	defer func() {
 		if err != nil {
-			n.Stop()
+			started.Stop()
 		}
 	}()
-	// Listen first so that advertised addresses are known (port 0).
+	// Listen first so that advertised addresses are known (port 0), and so
+	// that no step can fail once goroutines are running.
 	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("node: listen grpc %s: %w", cfg.GRPCAddr, err)
+	}
+	if cfg.HTTPAddr != "" {
+		if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("node: listen http %s: %w", cfg.HTTPAddr, err)
+		}
 	}
 	grpcAdv := cfg.GRPCAdvertise
 	if grpcAdv == "" {
@@ -190,10 +197,7 @@ func Start(cfg Config) (n *Node, err error) {
 	go func() { defer n.wg.Done(); _ = n.grpc.Serve(n.grpcLn) }()
 	go func() { defer n.wg.Done(); n.API.AnnounceLoop(ctx) }()
 	go func() { defer n.wg.Done(); n.healthLoop(ctx) }()
-	if cfg.HTTPAddr != "" {
-		if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return nil, fmt.Errorf("node: listen http %s: %w", cfg.HTTPAddr, err)
-		}
+	if n.httpLn != nil {
 		n.httpSrv = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.httpLn) }()
@@ -285,6 +289,8 @@ func (n *Node) Stop() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = n.httpSrv.Shutdown(ctx)
 			cancel()
+		} else if n.httpLn != nil {
+			_ = n.httpLn.Close()
 		}
 		if n.API != nil {
 			_ = n.API.Close() // ends open Watch streams so GracefulStop need not wait them out
