@@ -75,6 +75,10 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 		ck.Producers[0].Offsets[0] != (api.SourceOffset{Source: "topic-0", Offset: 41}) {
 		t.Fatalf("producer offsets in the checkpoint: %+v", ck.Producers)
 	}
+	// Pinned at once: retention keeps only the newest two otherwise.
+	if err := cl.PinCheckpoint(ctx, "", ck.ID); err != nil {
+		t.Fatal(err)
+	}
 	// Nothing new since: the same checkpoint comes back (or, if the
 	// cluster applied an entry of its own meanwhile, a newer one).
 	again, err := cl.CreateCheckpoint(ctx, "")
@@ -101,7 +105,7 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.ID != ck.ID || len(d.Files) != ck.Files || len(d.Configuration) != 3 || d.PebbleFormat == 0 {
+		if d.ID != ck.ID || len(d.FileList) != ck.Files || len(d.Configuration) != 3 || d.PebbleFormat == 0 {
 			t.Fatalf("show %s: %+v", id, d)
 		}
 	}
@@ -153,10 +157,8 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 		t.Fatalf("export without a URL: %v", err)
 	}
 
-	// Pin keeps a checkpoint beyond retention (2); unpin lets it go.
-	if err := cl.PinCheckpoint(ctx, "", ck.ID); err != nil {
-		t.Fatal(err)
-	}
+	// The pin (taken above) keeps a checkpoint beyond retention (2);
+	// unpin lets it go.
 	for i := 0; i < 3; i++ {
 		write(fmt.Sprintf("c%d", i), 10)
 		if _, err := cl.CreateCheckpoint(ctx, ""); err != nil {
@@ -191,13 +193,13 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	var victim api.CheckpointFile
-	for _, fl := range latest.Files {
+	for _, fl := range latest.FileList {
 		if filepath.Ext(fl.Name) == ".sst" && fl.Size > victim.Size {
 			victim = fl
 		}
 	}
 	if victim.Name == "" {
-		t.Fatalf("no SST in %+v", latest.Files)
+		t.Fatalf("no SST in %+v", latest.FileList)
 	}
 	flip(t, filepath.Join(l.Dir, "snapshots", "files", victim.Checksum))
 	v, err = cl.VerifyCheckpoint(ctx, "", "latest")

@@ -102,7 +102,7 @@ type RaftServer struct {
 type CheckpointDetail struct {
 	Node string `json:"node"`
 	CheckpointInfo
-	Files              []CheckpointFile `json:"file_list"`
+	FileList           []CheckpointFile `json:"file_list"`
 	Configuration      []RaftServer     `json:"configuration"`
 	ConfigurationIndex uint64           `json:"configuration_index"`
 	PebbleFormat       uint64           `json:"pebble_format"`
@@ -212,7 +212,7 @@ func (c *Client) ShowCheckpoint(ctx context.Context, node, id string) (*Checkpoi
 		return nil, err
 	}
 	d := &CheckpointDetail{Node: resp.GetNode(), CheckpointInfo: checkpointFromPB(resp.GetCheckpoint()),
-		Files: filesFromPB(resp.GetFiles()), ConfigurationIndex: resp.GetConfigurationIndex(), PebbleFormat: resp.GetPebbleFormat()}
+		FileList: filesFromPB(resp.GetFiles()), ConfigurationIndex: resp.GetConfigurationIndex(), PebbleFormat: resp.GetPebbleFormat()}
 	for _, s := range resp.GetConfiguration() {
 		d.Configuration = append(d.Configuration, RaftServer{ID: s.GetId(), Address: s.GetAddress(), Suffrage: s.GetSuffrage()})
 	}

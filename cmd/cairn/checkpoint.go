@@ -100,7 +100,7 @@ func printCheckpointList(w io.Writer, l *api.CheckpointList) error {
 		fmt.Fprintln(w, "no checkpoints")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tINDEX\tTERM\tCREATED\tTOOK\tSTATE\tFILES\tNEW\tSHARED\tVERIFIED\tFLAGS")
+	fmt.Fprintln(tw, "ID\tINDEX\tTERM\tCREATED\tTOOK\tSTATE\tFILES\tNEW\tSHARED\tVERIFIED\tFLAGS\tPRODUCERS (name@epoch seq [source=offset])")
 	for _, ck := range l.Checkpoints {
 		var flags []string
 		if ck.Pinned {
@@ -119,12 +119,10 @@ func printCheckpointList(w io.Writer, l *api.CheckpointList) error {
 		if !ck.Created.IsZero() {
 			created = ck.Created.Local().Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%d\t%d / %s\t%d / %s\t%s\t%s\n", ck.ID, ck.Index, ck.Term, created,
+		// Producers last: a trailing cell does not widen the columns.
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%d\t%d / %s\t%d / %s\t%s\t%s\t%s\n", ck.ID, ck.Index, ck.Term, created,
 			fmtDuration(ck.Duration), humanBytes(ck.StateBytes), ck.Files, ck.NewFiles, humanBytes(ck.NewBytes),
-			ck.SharedFiles, humanBytes(ck.SharedBytes), ck.Verification.Status, strings.Join(flags, ","))
-		if s := producersLine(ck.Producers, 6); s != "" {
-			fmt.Fprintf(tw, "  producers: %s\t\t\t\t\t\t\t\t\t\t\n", s)
-		}
+			ck.SharedFiles, humanBytes(ck.SharedBytes), ck.Verification.Status, orDash(strings.Join(flags, ",")), orDash(producersLine(ck.Producers, 6)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -196,7 +194,7 @@ func printCheckpointDetail(w io.Writer, d *api.CheckpointDetail) error {
 	if !d.Created.IsZero() {
 		row("created", "%s, took %s", d.Created.Local().Format(time.RFC3339Nano), fmtDuration(d.Duration))
 	}
-	row("state", "%s in %d files (pebble format %d)", humanBytes(d.StateBytes), d.Files, d.PebbleFormat)
+	row("state", "%s in %d files (pebble format %d)", humanBytes(d.StateBytes), d.CheckpointInfo.Files, d.PebbleFormat)
 	row("vs previous", "%d files / %s new, %d / %s shared (previous %s)", d.NewFiles, humanBytes(d.NewBytes), d.SharedFiles, humanBytes(d.SharedBytes), orDash(d.Previous))
 	row("pinned / pending", "%v / %v", d.Pinned, d.Pending)
 	if d.Missing > 0 {
@@ -222,7 +220,7 @@ func printCheckpointDetail(w io.Writer, d *api.CheckpointDetail) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	files := append([]api.CheckpointFile(nil), d.Files...)
+	files := append([]api.CheckpointFile(nil), d.FileList...)
 	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nFILE\tSIZE\tXXH3-128")
