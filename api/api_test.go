@@ -102,6 +102,13 @@ func TestBadInputIsRejectedAndNeverLogged(t *testing.T) {
 	defer cc.Close()
 	kv := pb.NewKVClient(cc)
 	ctx := context.Background()
+	// Nodes announce their client addresses through the log on start: let
+	// that settle so that only the requests below could add entries.
+	testcluster.WaitFor(t, "every node announced", 10*time.Second, func() bool {
+		addrs, err := l.Node.FSM.NodeAddrs()
+		return err == nil && len(addrs) == 3
+	})
+	c.WaitConverged()
 	before := l.Node.Raft.Status().LastIndex
 	cases := []struct {
 		name string
