@@ -83,7 +83,11 @@ const (
 	// per append. The default.
 	LogStoreBolt = "bolt"
 	// LogStoreWAL is hashicorp/raft-wal v0.4.1: append-only segment files,
-	// one fsync per append. Opt-in (see docs/benchmarks.md).
+	// one fsync per append, much faster here (docs/benchmarks.md). Opt-in
+	// only: a crash or shutdown between the append that seals a segment and
+	// the rotation that follows leaves a log that refuses every later append
+	// (TestWALSealedTailIsStuck); acknowledged entries are never lost
+	// (TestWALStoreSurvivesPowerLoss).
 	LogStoreWAL = "wal"
 )
 

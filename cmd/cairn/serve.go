@@ -75,7 +75,7 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 	f.IntVar(&cfg.RetainCheckpoints, "retain-checkpoints", 2, "how many of the newest checkpoints to keep (pinned ones are kept as well)")
 	f.IntVar(&cfg.Raft.MaxAppendEntries, "max-append-entries", cfg.Raft.MaxAppendEntries, "max entries per AppendEntries and per state-machine batch (1..1024)")
 	f.BoolVar(&cfg.Raft.LogNoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes are NOT durable)")
-	f.StringVar(&cfg.Raft.LogStore, "log-store", cfg.Raft.LogStore, "raft log store: bolt (raft-boltdb) or wal (raft-wal, opt-in); fixed when a node is created")
+	f.StringVar(&cfg.Raft.LogStore, "log-store", cfg.Raft.LogStore, "raft log store: bolt (raft-boltdb) or wal (raft-wal: faster, but see raftnode.LogStoreWAL for a known restart defect); fixed when a node is created")
 	f.IntVar(&cfg.BlockProfileRate, "block-profile-rate", 0, "sample goroutine blocking events (runtime.SetBlockProfileRate, nanoseconds; 0 off) for /debug/pprof/block")
 	f.IntVar(&cfg.MutexProfileFraction, "mutex-profile-fraction", 0, "sample 1/N mutex contention events for /debug/pprof/mutex (0 off)")
 	f.BoolVar(&cfg.CoalesceWrites, "coalesce-writes", cfg.CoalesceWrites, "let concurrent plain puts and deletes share one raft log entry")
