@@ -49,6 +49,17 @@ type config struct {
 	cairnFlag []string
 	jsonOut   string
 	note      string
+	noWAL     bool
+	extras    extras
+}
+
+// extras are the optional cairn-only rows.
+type extras struct {
+	checkpoint, restart bool
+	checkpointSizes     string
+	restartSize         string
+	ckpt                *checkpointResult
+	rst                 *restartResult
 }
 
 func main() {
@@ -70,6 +81,11 @@ func main() {
 	flag.StringVar(&c.command, "command", "", "the command line to record in the document")
 	flag.StringVar(&c.jsonOut, "json", "", "write every run's result to this file")
 	flag.StringVar(&c.note, "note", "", "free text recorded under the table")
+	flag.BoolVar(&c.noWAL, "no-wal", false, "leave out the third column (cairn with the opt-in --log-store=wal)")
+	flag.BoolVar(&c.extras.checkpoint, "checkpoint", false, "also measure checkpoint creation and follower catch-up (cairn bench checkpoint; minutes)")
+	flag.StringVar(&c.extras.checkpointSizes, "checkpoint-sizes", "100MiB,1GiB", "state sizes for --checkpoint")
+	flag.BoolVar(&c.extras.restart, "restart", false, "also measure restart-to-ready (cairn bench restart; minutes)")
+	flag.StringVar(&c.extras.restartSize, "restart-size", "1GiB", "state size for --restart")
 	flag.Parse()
 	c.variants, c.cairnFlag = variants, cairnFlags
 	if c.rounds == 0 {
@@ -120,6 +136,10 @@ func run(ctx context.Context, c config) error {
 	}
 	if len(c.variants) == 0 {
 		systems = append(systems, &system{name: "cairn", kind: "cairn", bin: c.cairnBin, flags: c.cairnFlag})
+		if !c.noWAL {
+			systems = append(systems, &system{name: "cairn-wal", kind: "cairn", bin: c.cairnBin,
+				flags: append(append([]string(nil), c.cairnFlag...), "--log-store=wal")})
+		}
 	}
 	for _, v := range c.variants {
 		name, spec, ok := strings.Cut(v, "=")
@@ -177,6 +197,9 @@ func run(ctx context.Context, c config) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
+				if s.kind == "etcd" && w.etcdArgs == nil {
+					continue
+				}
 				res, err := w.run(ctx, c, s)
 				if err != nil {
 					return fmt.Errorf("%s on %s: %w", w.id, s.name, err)
@@ -194,6 +217,25 @@ func run(ctx context.Context, c config) error {
 		b, _ := json.MarshalIndent(results, "", " ")
 		if err := os.WriteFile(c.jsonOut, b, 0o644); err != nil {
 			return err
+		}
+	}
+	// The optional rows start their own clusters: stop ours first.
+	for _, s := range systems {
+		s.stop()
+	}
+	if c.extras.checkpoint {
+		logf("checkpoint creation and catch-up (cairn bench checkpoint --sizes %s)", c.extras.checkpointSizes)
+		c.extras.ckpt = &checkpointResult{}
+		if err := runJSON(ctx, c.cairnBin, c.extras.ckpt, "bench", "checkpoint", "--sizes", c.extras.checkpointSizes,
+			"--write-duration", "0", "-o", "json"); err != nil {
+			return fmt.Errorf("cairn bench checkpoint: %w", err)
+		}
+	}
+	if c.extras.restart {
+		logf("restart to ready (cairn bench restart --size %s)", c.extras.restartSize)
+		c.extras.rst = &restartResult{}
+		if err := runJSON(ctx, c.cairnBin, c.extras.rst, "bench", "restart", "--size", c.extras.restartSize, "-o", "json"); err != nil {
+			return fmt.Errorf("cairn bench restart: %w", err)
 		}
 	}
 	md := render(c, systems, wls, results, fsync)
@@ -348,6 +390,19 @@ func workloads(c config) []workload {
 			},
 			cairnArgs: func(config) []string {
 				return append(append([]string{"commit"}, common...), "--ops-per-commit", strconv.Itoa(commitOps), "--total", strconv.Itoa(commits))
+			},
+		})
+	}
+	{
+		commits := scaled(c, 300, 20)
+		const clients = 16
+		out = append(out, workload{
+			id: "commit-add", title: fmt.Sprintf("producer commits of counter increments, %d producers (cairn only)", clients),
+			unit: "updates/s", target: ">= 300,000 updates/s", absTarget: 300000,
+			cairnArgs: func(config) []string {
+				return []string{"commit", "--op", "add", "--clients", strconv.Itoa(clients), "--conns", strconv.Itoa(conns(clients)),
+					"--key-size", strconv.Itoa(keySize), "--key-space-size", "10000", "--ops-per-commit", strconv.Itoa(commitOps),
+					"--total", strconv.Itoa(commits)}
 			},
 		})
 	}
@@ -711,8 +766,9 @@ func render(c config, systems []*system, wls []workload, rs []runResult, fsync *
 		"(per update in the commit row), from /proc, from the start of a run until the servers are quiet again "+
 		"(so deferred work such as compactions counts, and never lands on the other system's run): steadier than rates on a shared machine.\n", c.rounds, keySize, valSize)
 	fmt.Fprintf(&b, "- Disk: one %d-byte write + fdatasync takes p50 %.3f ms, p99 %.3f ms (%.0f/s from one thread) "+
-		"in the same directory; a cairn write waits for raft-boltdb on the leader and then a follower (2 fdatasyncs each), "+
-		"an etcd write for the WAL on the leader and a follower in parallel (1 each).\n", 4096, fsync.P50Ms, fsync.P99Ms, fsync.OpsPerSec)
+		"in the same directory. A cairn write waits for its log append on the leader and then on a follower, one after "+
+		"the other (raft-boltdb: 2 fdatasyncs each; raft-wal: 1 fsync each); an etcd write for the WAL on the leader and on a "+
+		"follower in parallel (1 fdatasync each).\n", 4096, fsync.P50Ms, fsync.P99Ms, fsync.OpsPerSec)
 	if c.quick {
 		fmt.Fprintf(&b, "- **--quick run**: totals are tiny; the numbers are a smoke test, not a measurement.\n")
 	}
@@ -730,7 +786,10 @@ func render(c config, systems []*system, wls []workload, rs []runResult, fsync *
 		fmt.Fprintf(&b, " %s / %s |", s.name, base)
 	}
 	if len(c.variants) == 0 {
-		b.WriteString(" target | met? |")
+		b.WriteString(" target |")
+		for _, s := range systems[1:] {
+			fmt.Fprintf(&b, " met (%s)? |", s.name)
+		}
 	}
 	b.WriteString("\n|---|---|")
 	for range systems {
@@ -740,7 +799,10 @@ func render(c config, systems []*system, wls []workload, rs []runResult, fsync *
 		b.WriteString("---:|")
 	}
 	if len(c.variants) == 0 {
-		b.WriteString("---|---|")
+		b.WriteString("---|")
+		for range systems[1:] {
+			b.WriteString("---|")
+		}
 	}
 	b.WriteString("\n")
 	var runs strings.Builder
@@ -770,27 +832,36 @@ func render(c config, systems []*system, wls []workload, rs []runResult, fsync *
 			}
 		}
 		if len(c.variants) == 0 {
-			met := "–"
-			if len(sums) == 2 && sums[1].n > 0 {
+			fmt.Fprintf(&b, " %s |", orDefault(w.target, "–"))
+			for _, sm := range sums[1:] {
+				met := "–"
 				switch {
+				case sm.n == 0:
 				case w.absTarget > 0:
-					met = yesNo(sums[1].rate >= w.absTarget)
+					met = yesNo(sm.rate >= w.absTarget)
 				case w.ratio > 0 && sums[0].rate > 0:
-					ok := sums[1].rate/sums[0].rate >= w.ratio
+					ok := sm.rate/sums[0].rate >= w.ratio
 					if w.p99Target {
-						ok = ok && sums[1].p99 <= sums[0].p99
+						ok = ok && sm.p99 <= sums[0].p99
 					}
 					met = yesNo(ok)
 				}
+				fmt.Fprintf(&b, " %s |", met)
 			}
-			fmt.Fprintf(&b, " %s | %s |", orDefault(w.target, "–"), met)
 		}
 		b.WriteString("\n")
 		fmt.Fprintf(&runs, "- %s:", w.id)
 		for i, s := range systems {
-			fmt.Fprintf(&runs, " %s %s;", s.name, joinNums(sums[i].rates))
+			if sums[i].n > 0 {
+				fmt.Fprintf(&runs, " %s %s;", s.name, joinNums(sums[i].rates))
+			}
 		}
 		runs.WriteString("\n")
+	}
+	if len(c.variants) == 0 {
+		for _, r := range extraRows(c, systems) {
+			b.WriteString(r + "\n")
+		}
 	}
 	b.WriteString("\nEvery round (rate, in run order):\n\n")
 	b.WriteString(runs.String())
@@ -928,4 +999,99 @@ func splice(path, md string) error {
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+// ---- optional cairn-only rows (cairn bench checkpoint / restart) ----
+
+// checkpointResult is the part of `cairn bench checkpoint -o json` used here.
+type checkpointResult struct {
+	Sizes []struct {
+		TargetBytes  int64   `json:"target_bytes"`
+		StateBytes   int64   `json:"state_bytes"`
+		ColdCreateS  float64 `json:"cold_create_s"`
+		WarmCreateS  float64 `json:"warm_create_s"`
+		WarmNewBytes int64   `json:"warm_new_bytes"`
+	} `json:"sizes"`
+	CatchUp *struct {
+		FirstRaw         map[string]float64 `json:"first"`
+		SecondRaw        map[string]float64 `json:"second"`
+		FullCatchUpS     float64            `json:"full_catch_up_s"`
+		FullBytesFetched int64              `json:"full_bytes_fetched"`
+	} `json:"catch_up"`
+}
+
+// restartResult is the part of `cairn bench restart -o json` used here.
+type restartResult struct {
+	SizeBytes  int64     `json:"size_bytes"`
+	StaleReadS []float64 `json:"stale_read_s"`
+	ReadyzS    []float64 `json:"readyz_s"`
+}
+
+func runJSON(ctx context.Context, bin string, out any, args ...string) error {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%w: %s", err, lastLines(stderr.String(), 5))
+	}
+	return json.Unmarshal(stdout.Bytes(), out)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func mib(b int64) string {
+	if b >= 1<<30 {
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	}
+	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
+}
+
+// extraRows renders the optional rows: a value in seconds in the cairn
+// column, or a note that they were not measured.
+func extraRows(c config, systems []*system) []string {
+	row := func(title, value string) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "| %s | s |", title)
+		for _, s := range systems {
+			if s.name == "cairn" {
+				fmt.Fprintf(&b, " %s | | | |", value)
+			} else {
+				b.WriteString(" – | | | |")
+			}
+		}
+		for range systems[1:] {
+			b.WriteString(" – |")
+		}
+		b.WriteString(" – |")
+		for _, s := range systems[1:] {
+			_ = s
+			b.WriteString(" – |")
+		}
+		return b.String()
+	}
+	var rows []string
+	if r := c.extras.ckpt; r != nil {
+		for _, sz := range r.Sizes {
+			rows = append(rows, row(fmt.Sprintf("checkpoint create at %s (first after the load / steady state)", mib(sz.StateBytes)),
+				fmt.Sprintf("%.3f / %.3f", sz.ColdCreateS, sz.WarmCreateS)))
+		}
+		if cu := r.CatchUp; cu != nil {
+			rows = append(rows, row(fmt.Sprintf("follower catch-up after its log was truncated: own files only / holding the last checkpoint's (fetched %.0f%% / %.0f%%)",
+				cu.FirstRaw["fetched_pct_of_state"], cu.SecondRaw["fetched_pct_of_state"]),
+				fmt.Sprintf("%.1f / %.1f", cu.FirstRaw["catch_up_s"], cu.SecondRaw["catch_up_s"])))
+			rows = append(rows, row(fmt.Sprintf("fresh node catch-up (full transfer of %s)", mib(cu.FullBytesFetched)), fmt.Sprintf("%.1f", cu.FullCatchUpS)))
+		}
+	} else {
+		rows = append(rows, row("checkpoint creation at 100 MiB / 1 GiB, follower catch-up", "not measured here (`--checkpoint`; see Checkpoints below)"))
+	}
+	if r := c.extras.rst; r != nil {
+		rows = append(rows, row(fmt.Sprintf("restart to a stale read / to ready at %s (median of %d)", mib(r.SizeBytes), len(r.ReadyzS)),
+			fmt.Sprintf("%.2f / %.2f", median(r.StaleReadS), median(r.ReadyzS))))
+	} else {
+		rows = append(rows, row("restart to ready", "not measured here (`--restart`; see Restart to ready below)"))
+	}
+	return rows
 }

@@ -213,6 +213,9 @@ func load(mode, key string, o options) (*Result, error) {
 				n = int(randUint64() % uint64(o.keySpace))
 			}
 			binary.PutVarint(k, int64(n))
+			if mode == "commit" && o.commitOp == "add" {
+				k[len(k)-1] = 'c' // counters: a key space of their own, never a byte value
+			}
 			return append([]byte(nil), k...)
 		}
 		for i := 0; i < o.total; i++ {
