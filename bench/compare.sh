@@ -7,6 +7,8 @@
 #
 # Other flags go to bench/compare (go run ./bench/compare -h): --rounds N,
 # --scale F, --only REGEXP, --keep, --workdir DIR, --cairn-flag=--flag=value,
+# --no-wal (drop the cairn --log-store=wal column), --checkpoint and --restart
+# (add cairn-only rows from cairn bench checkpoint / restart; minutes each),
 # --variant NAME=BIN[@FLAGS] (compare cairn builds instead of etcd vs cairn).
 #
 # What it needs it builds: etcd, etcdctl and etcd's benchmark tool from the
