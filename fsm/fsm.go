@@ -57,10 +57,12 @@ func (c Config) Validate() error {
 
 // Checkpointer makes Raft snapshots of the Pebble state and installs them.
 type Checkpointer interface {
-	// Snapshot runs on the FSM goroutine while no entry is being applied:
-	// db holds exactly the state at index. The returned FSMSnapshot is
-	// persisted concurrently with later applies.
-	Snapshot(db *pebble.DB, index, term uint64) (raft.FSMSnapshot, error)
+	// Snapshot runs on the FSM goroutine while no entry is being applied
+	// (db holds exactly the state at index) and must return at once: the
+	// state machine applies nothing while it runs. The returned
+	// FSMSnapshot's Persist runs concurrently with later applies and makes
+	// the checkpoint itself by calling take (see TakeCheckpoint).
+	Snapshot(db *pebble.DB, index, term uint64, take func(dir string) (index, term uint64, err error)) (raft.FSMSnapshot, error)
 	// Restore reads a snapshot written by Snapshot's Persist and builds a
 	// complete Pebble directory at dir, which does not exist yet.
 	Restore(r io.Reader, dir string) error
@@ -75,8 +77,9 @@ type FSM struct {
 	applier applier
 	fs      vfs.FS
 
-	mu sync.RWMutex // guards db against Restore's swap; readers hold RLock
-	db *pebble.DB
+	mu  sync.RWMutex // guards db and gen against Restore's swap; readers hold RLock
+	db  *pebble.DB
+	gen uint64 // incremented by every Restore
 
 	applied atomic.Uint64
 	term    atomic.Uint64
@@ -317,19 +320,19 @@ func (f *FSM) fail(err error, logs []*raft.Log, out []interface{}) []interface{}
 	return out
 }
 
-// Snapshot implements raft.FSM. It first syncs the WAL so that the state at
-// the snapshot index is durable in the live DB before raft may truncate the
-// log behind it.
+// Snapshot implements raft.FSM. It does no I/O: the Checkpointer records
+// the index (and whatever it reads from db, quiescent at that index) and
+// makes the Pebble checkpoint later, in Persist, while applies continue
+// (TakeCheckpoint). So taking a checkpoint pauses the state machine for
+// microseconds rather than for Pebble's WAL syncs, MANIFEST lock and file
+// copies.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if err := f.db.LogData(nil, pebble.Sync); err != nil {
-		return nil, fmt.Errorf("fsm: sync before snapshot: %w", err)
-	}
-	return f.cfg.Checkpointer.Snapshot(f.db, f.applied.Load(), f.term.Load())
+	return f.cfg.Checkpointer.Snapshot(f.db, f.applied.Load(), f.term.Load(), f.takeCheckpoint(f.gen))
 }
 
 // Restore implements raft.FSM: it builds the snapshot's DB beside the live
@@ -363,6 +366,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.db = db
+	f.gen++
 	f.sweep = sweepMark{}
 	if err := f.fs.RemoveAll(f.oldDir()); err != nil {
 		f.log.Warn("fsm: removing old db", "err", err)

@@ -332,8 +332,12 @@ func TestCrashLosesNothingAfterReplay(t *testing.T) {
 		logs = append(logs, lg.next(ops(nil, nil, add("n", 1))))
 	}
 	f.ApplyBatch(logs[:20])
-	snap, err := f.Snapshot() // syncs the WAL at index 20
+	snap, err := f.Snapshot()
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Persist (after which raft may truncate its log) syncs the WAL.
+	if err := snap.Persist(&memSink{}); err != nil {
 		t.Fatal(err)
 	}
 	snap.Release()

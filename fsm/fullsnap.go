@@ -23,32 +23,38 @@ type FullCheckpointer struct {
 	ScratchDir string
 }
 
-// Snapshot takes a Pebble checkpoint; the copy is streamed by Persist.
-func (c *FullCheckpointer) Snapshot(db *pebble.DB, index, term uint64) (raft.FSMSnapshot, error) {
-	dir := filepath.Join(c.ScratchDir, fmt.Sprintf("full-%020d-%d", index, term))
-	if err := c.FS.RemoveAll(dir); err != nil {
-		return nil, err
-	}
-	if err := c.FS.MkdirAll(c.ScratchDir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
-		return nil, fmt.Errorf("fsm: checkpoint: %w", err)
-	}
-	return &fullSnapshot{fs: c.FS, dir: dir}, nil
+// Snapshot records what to checkpoint; Persist takes the checkpoint and
+// streams it.
+func (c *FullCheckpointer) Snapshot(_ *pebble.DB, index, term uint64, take func(dir string) (uint64, uint64, error)) (raft.FSMSnapshot, error) {
+	return &fullSnapshot{fs: c.FS, dir: filepath.Join(c.ScratchDir, fmt.Sprintf("full-%020d-%d", index, term)), take: take}, nil
 }
 
 type fullSnapshot struct {
-	fs  vfs.FS
-	dir string
+	fs   vfs.FS
+	dir  string
+	take func(dir string) (uint64, uint64, error)
 }
 
 func (s *fullSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeTar(s.fs, s.dir, sink); err != nil {
+	err := s.persist(sink)
+	if err != nil {
 		_ = sink.Cancel()
 		return err
 	}
 	return sink.Close()
+}
+
+func (s *fullSnapshot) persist(sink raft.SnapshotSink) error {
+	if err := s.fs.RemoveAll(s.dir); err != nil {
+		return err
+	}
+	if err := s.fs.MkdirAll(filepath.Dir(s.dir), 0o755); err != nil {
+		return err
+	}
+	if _, _, err := s.take(s.dir); err != nil {
+		return err
+	}
+	return writeTar(s.fs, s.dir, sink)
 }
 
 func (s *fullSnapshot) Release() { _ = s.fs.RemoveAll(s.dir) }

@@ -25,19 +25,18 @@ type Checkpointer struct {
 // manifests the store holds.
 func (s *Store) Checkpointer() *Checkpointer { return &Checkpointer{s: s} }
 
-// Snapshot runs on the FSM goroutine with db quiescent at index. Its cost
-// does not depend on the state size: Pebble hard-links the SSTs, copies
-// OPTIONS and MANIFEST and the (synced) WAL. Checksums and the manifest are
-// computed later, in Persist, while applies continue.
-func (c *Checkpointer) Snapshot(db *pebble.DB, index, term uint64) (raft.FSMSnapshot, error) {
+// Snapshot runs on the FSM goroutine with db quiescent at index, so it
+// does only what must see exactly that state (Config.Extra, for example
+// the producer offsets) and returns: the state machine applies nothing
+// while it runs. Persist then takes the Pebble checkpoint through take
+// (hard links, synced WAL) while applies continue; the checkpoint holds
+// the state at some index at or above index (Manifest.StateIndex), then
+// checksums and the manifest.
+func (c *Checkpointer) Snapshot(db *pebble.DB, index, term uint64, take func(dir string) (uint64, uint64, error)) (raft.FSMSnapshot, error) {
 	s := c.s
 	start := s.cfg.Now()
 	dir := filepath.Join(s.scratch, fmt.Sprintf("ckpt-%020d-%d-%d", index, term, start.UnixNano()))
-	if err := db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("snapshot: pebble checkpoint at %d: %w", index, err)
-	}
-	snap := &fsmSnapshot{s: s, dir: dir, start: start, m: Manifest{
+	snap := &fsmSnapshot{s: s, dir: dir, start: start, take: take, m: Manifest{
 		Format: ManifestFormat, Index: index, Term: term,
 		Source:       Source{NodeID: s.cfg.NodeID, Addr: s.cfg.Addr},
 		Created:      start.UTC(),
@@ -46,7 +45,6 @@ func (c *Checkpointer) Snapshot(db *pebble.DB, index, term uint64) (raft.FSMSnap
 	if s.cfg.Extra != nil {
 		extra, err := s.cfg.Extra(db, index, term)
 		if err != nil {
-			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("snapshot: extra manifest data: %w", err)
 		}
 		snap.m.Extra = extra
@@ -60,6 +58,7 @@ type fsmSnapshot struct {
 	dir   string
 	start time.Time
 	pause time.Duration
+	take  func(dir string) (uint64, uint64, error)
 	m     Manifest
 }
 
@@ -82,6 +81,16 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	m := &p.m
 	m.ID = sink.ID()
 	st := CheckpointStats{ID: m.ID, Index: m.Index, Term: m.Term, PauseTime: p.pause}
+	idx, term, err := p.take(p.dir)
+	if err != nil {
+		return st, fmt.Errorf("snapshot: checkpoint at %d: %w", m.Index, err)
+	}
+	if idx < m.Index {
+		return st, fmt.Errorf("%w: checkpoint holds index %d, below the snapshot index %d", ErrCorrupt, idx, m.Index)
+	}
+	if idx != m.Index || term != m.Term {
+		m.StateIndex, m.StateTerm = idx, term
+	}
 	ents, err := os.ReadDir(p.dir)
 	if err != nil {
 		return st, err
@@ -157,7 +166,7 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	st.Duration = s.cfg.Now().Sub(p.start)
 	st.Files, st.Bytes = len(m.Files), m.StateBytes
 	st.NewFiles, st.NewBytes, st.SharedFiles, st.SharedBytes = m.NewFiles, m.NewBytes, m.SharedFiles, m.SharedBytes
-	s.log.Info("snapshot: checkpoint created", "id", m.ID, "index", m.Index, "files", st.Files,
+	s.log.Info("snapshot: checkpoint created", "id", m.ID, "index", m.Index, "state_index", max(m.StateIndex, m.Index), "files", st.Files,
 		"bytes", st.Bytes, "new_bytes", st.NewBytes, "hashed_bytes", st.HashedBytes, "took", st.Duration)
 	return st, nil
 }

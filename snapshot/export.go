@@ -348,7 +348,10 @@ func (s *Store) Adopt(m *Manifest, dbDir string, conf raft.Configuration, confIn
 	if err != nil {
 		return "", err
 	}
-	sink, err := s.Create(raft.SnapshotVersionMax, m.Index, m.Term, conf, confIndex, nil)
+	// The new cluster's log continues above the last entry the state
+	// holds, which may be above the snapshot index it was taken at.
+	index, term := m.State()
+	sink, err := s.Create(raft.SnapshotVersionMax, index, term, conf, confIndex, nil)
 	if err != nil {
 		return "", err
 	}

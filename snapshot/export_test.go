@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 )
 
@@ -120,5 +121,70 @@ func TestRestoreFromRejectsCorruptObject(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(b, "files", sst.Checksum)); !os.IsNotExist(err) {
 		t.Fatal("corrupt file reached the bucket")
+	}
+}
+
+// A checkpoint taken while entries were being applied holds state above
+// its snapshot index (Manifest.StateIndex). A new cluster restored from
+// it must continue its log above the state's index, or the state machine
+// would skip the new cluster's first entries as already applied.
+func TestAdoptContinuesAboveStateIndex(t *testing.T) {
+	ctx := context.Background()
+	a := newLeader(t)
+	fill(t, a.db, "a", 0, 200, 100, 1)
+	snap, err := a.Checkpointer().Snapshot(a.db, 20, 2, func(dir string) (uint64, uint64, error) {
+		return 25, 3, a.db.Checkpoint(dir, pebble.WithFlushedWAL())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	sink, err := a.Create(raft.SnapshotVersionMax, 20, 2, testConf, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.Show(sink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Manifest.Index != 20 || d.Manifest.StateIndex != 25 || d.Manifest.StateTerm != 3 {
+		t.Fatalf("manifest index %d state %d/%d, want 20 and 25/3", d.Manifest.Index, d.Manifest.StateIndex, d.Manifest.StateTerm)
+	}
+	bucket := "file://" + t.TempDir()
+	if _, err := a.Export(ctx, sink.ID(), bucket, nil); err != nil {
+		t.Fatal(err)
+	}
+	fsmDir := filepath.Join(t.TempDir(), "state")
+	m, err := RestoreFrom(ctx, bucket, d.Manifest.ID, fsmDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := newStore(t, t.TempDir(), "z", "127.0.0.1:9", nil)
+	conf := raft.Configuration{Servers: []raft.Server{{ID: "z", Address: "127.0.0.1:8", Suffrage: raft.Voter}}}
+	if _, err := z.Adopt(m, filepath.Join(fsmDir, "db"), conf, 25); err != nil {
+		t.Fatal(err)
+	}
+	l, err := z.List()
+	if err != nil || len(l) != 1 || l[0].Index != 25 || l[0].Term != 3 {
+		t.Fatalf("adopted snapshot %+v (%v), want index 25 term 3", l, err)
+	}
+
+	// A take that reports a state below the snapshot index is refused.
+	bad, err := a.Checkpointer().Snapshot(a.db, 30, 3, func(dir string) (uint64, uint64, error) {
+		return 29, 3, a.db.Checkpoint(dir, pebble.WithFlushedWAL())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Release()
+	sink, err = a.Create(raft.SnapshotVersionMax, 30, 3, testConf, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Persist(sink); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("persist of a checkpoint behind its index: %v", err)
 	}
 }

@@ -43,9 +43,19 @@ type Manifest struct {
 	Format string `json:"format"`
 	// ID names the checkpoint; it is the raft snapshot id on the node that
 	// created it (followers store it under ids of their own).
-	ID           string        `json:"id"`
-	Index        uint64        `json:"index"`
-	Term         uint64        `json:"term"`
+	ID string `json:"id"`
+	// Index and Term are the raft snapshot's: every entry up to Index is
+	// in the state.
+	Index uint64 `json:"index"`
+	Term  uint64 `json:"term"`
+	// StateIndex and StateTerm, when set, are the last entry whose effects
+	// the files hold, above Index: the Pebble checkpoint is taken after
+	// the snapshot point while entries keep being applied, and holds a
+	// prefix of them. A node installing the checkpoint skips re-delivered
+	// entries up to StateIndex; a new cluster restored from it continues
+	// its log above StateIndex. Zero means equal to Index and Term.
+	StateIndex uint64 `json:"state_index,omitempty"`
+	StateTerm  uint64 `json:"state_term,omitempty"`
 	Source       Source        `json:"source"`
 	Created      time.Time     `json:"created"`
 	Duration     time.Duration `json:"duration_ns"`
@@ -61,6 +71,15 @@ type Manifest struct {
 	// Extra carries summaries added by hooks (Config.Extra), for example
 	// producer offsets. The store never interprets it.
 	Extra map[string]json.RawMessage `json:"extra,omitempty"`
+}
+
+// State returns the index and term of the last entry the checkpoint's
+// files hold (StateIndex, or Index when the two are equal).
+func (m *Manifest) State() (index, term uint64) {
+	if m.StateIndex > m.Index {
+		return m.StateIndex, m.StateTerm
+	}
+	return m.Index, m.Term
 }
 
 // Encode returns the manifest's persisted form.

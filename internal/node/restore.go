@@ -50,7 +50,8 @@ var ErrHasState = errors.New("node: data directory already holds state")
 //     state machine's directory (DataDir/state/db);
 //  2. before anything opens that DB, Store.Adopt puts its files in the
 //     node's snapshot store and commits a raft snapshot at the
-//     checkpoint's index and term whose configuration is Peers. raft
+//     index and term of the last entry the checkpoint holds
+//     (Manifest.State) whose configuration is Peers. raft
 //     starts from that snapshot (no bootstrap needed), so the new
 //     cluster's log continues above the state's applied index instead of
 //     being numbered from 1 and skipped by the state machine;
@@ -105,11 +106,12 @@ func Restore(ctx context.Context, cfg RestoreConfig) (res *RestoreResult, err er
 	if err != nil {
 		return nil, err
 	}
-	id, err := store.Adopt(m, filepath.Join(stateDir, "db"), conf, m.Index)
+	stateIndex, stateTerm := m.State()
+	id, err := store.Adopt(m, filepath.Join(stateDir, "db"), conf, stateIndex)
 	if err != nil {
 		return nil, err
 	}
-	if err := seedTerm(raftDir, m.Term); err != nil {
+	if err := seedTerm(raftDir, max(m.Term, stateTerm)); err != nil {
 		return nil, err
 	}
 	return &RestoreResult{Manifest: m, SnapshotID: id}, nil

@@ -1,0 +1,172 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
+	"github.com/cockroachdb/pebble/v2/record"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// ErrReplaced: the database a snapshot was taken from was replaced by a
+// Restore before its checkpoint was made; raft takes the next one.
+var ErrReplaced = errors.New("fsm: state was restored since the snapshot began")
+
+// TakeCheckpoint is what a Checkpointer's FSMSnapshot calls from Persist,
+// off the FSM goroutine, while entries keep being applied: it makes a
+// Pebble checkpoint of the live database in dir (a directory that must not
+// exist; hard-linked SSTs, synced WAL) and returns the raft index and term
+// of the last entry whose effects the checkpoint holds. That index is at
+// least the snapshot's index and may be higher: the checkpoint captures a
+// prefix of the applied batches that ends wherever Pebble copied the WAL.
+// Raft re-delivers the entries above the snapshot index after an install
+// and the state machine skips those at or below its applied index, so a
+// checkpoint that is ahead of its snapshot index is installed correctly.
+type TakeCheckpoint = func(dir string) (index, term uint64, err error)
+
+// takeCheckpoint returns the TakeCheckpoint of the database generation
+// gen. The WAL sync that Pebble's WithFlushedWAL performs first is also
+// what makes the state at the snapshot index durable in the live DB before
+// raft truncates the log behind it (raft compacts only after Persist).
+func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
+	return func(dir string) (uint64, uint64, error) {
+		f.mu.RLock()
+		defer f.mu.RUnlock()
+		if f.db == nil {
+			return 0, 0, ErrClosed
+		}
+		if f.gen != gen {
+			return 0, 0, ErrReplaced
+		}
+		if err := f.Err(); err != nil {
+			return 0, 0, err
+		}
+		if err := f.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+			return 0, 0, fmt.Errorf("fsm: pebble checkpoint: %w", err)
+		}
+		return CheckpointApplied(f.fs, dir)
+	}
+}
+
+// CheckpointApplied returns the applied index and term recorded in the
+// Pebble checkpoint in dir without opening it: every applied batch sets
+// the applied-index key, so the last such write among the checkpoint's WAL
+// records (read in log-number order, stopping where Pebble's replay would
+// stop) is the newest; when the WAL holds none, the key is read from the
+// checkpoint opened read-only, which then has nothing to replay.
+func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
+	names, err := fs.List(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	type wal struct {
+		num  uint64
+		name string
+	}
+	var wals []wal
+	for _, n := range names {
+		if num, ok := strings.CutSuffix(n, ".log"); ok {
+			v, err := strconv.ParseUint(num, 10, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("fsm: unexpected WAL file %q in checkpoint", n)
+			}
+			wals = append(wals, wal{v, n})
+		}
+	}
+	sort.Slice(wals, func(i, j int) bool { return wals[i].num < wals[j].num })
+	found := false
+	for _, w := range wals {
+		i, t, ok, err := walApplied(fs, filepath.Join(dir, w.name), w.num)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok && (!found || i > index) {
+			index, term, found = i, t, true
+		}
+	}
+	if found {
+		return index, term, nil
+	}
+	o := PebbleOptions(fs)
+	o.ReadOnly = true
+	db, err := pebble.Open(dir, o)
+	if err != nil {
+		return 0, 0, fmt.Errorf("fsm: open checkpoint %s: %w", dir, err)
+	}
+	defer db.Close()
+	v, c, err := db.Get(keyApplied)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	return decodeApplied(v)
+}
+
+func decodeApplied(v []byte) (uint64, uint64, error) {
+	if len(v) != 16 {
+		return 0, 0, fmt.Errorf("%w: applied index of %d bytes", ErrCorruptState, len(v))
+	}
+	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), nil
+}
+
+// walApplied scans one WAL file for the last write of the applied-index
+// key. Like Pebble's replay, it stops at the end of the valid records: a
+// torn or recycled tail ends the log.
+func walApplied(fs vfs.FS, path string, num uint64) (index, term uint64, found bool, err error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer f.Close()
+	r := newRecordReader(record.NewReader, f, num)
+	for {
+		rec, err := r.Next()
+		var data []byte
+		if err == nil {
+			data, err = io.ReadAll(rec)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) || record.IsInvalidRecord(err) {
+				return index, term, found, nil
+			}
+			return 0, 0, false, fmt.Errorf("fsm: read WAL %s: %w", path, err)
+		}
+		if len(data) < batchrepr.HeaderLen {
+			return 0, 0, false, fmt.Errorf("%w: WAL record of %d bytes in %s", ErrCorruptState, len(data), path)
+		}
+		br := batchrepr.Read(data)
+		for {
+			kind, k, v, ok, err := br.Next()
+			if err != nil {
+				return 0, 0, false, fmt.Errorf("%w: WAL batch in %s: %v", ErrCorruptState, path, err)
+			}
+			if !ok {
+				break
+			}
+			if kind == pebble.InternalKeyKindSet && string(k) == string(keyApplied) {
+				i, t, err := decodeApplied(v)
+				if err != nil {
+					return 0, 0, false, err
+				}
+				index, term, found = i, t, true
+			}
+		}
+	}
+}
+
+// newRecordReader calls record.NewReader, whose log-number parameter has a
+// type in a Pebble-internal package: inference names it for us.
+func newRecordReader[N ~uint64](newReader func(io.Reader, N) *record.Reader, r io.Reader, num uint64) *record.Reader {
+	return newReader(r, N(num))
+}

@@ -1,0 +1,179 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/hashicorp/raft"
+
+	"github.com/cairn-db/cairn/fsm/command"
+)
+
+// captureCheckpointer records the take function the FSM hands out, so
+// that a test can call it whenever it likes (as Persist would).
+type captureCheckpointer struct {
+	index uint64
+	take  func(dir string) (uint64, uint64, error)
+}
+
+func (c *captureCheckpointer) Snapshot(_ *pebble.DB, index, _ uint64, take func(string) (uint64, uint64, error)) (raft.FSMSnapshot, error) {
+	c.index, c.take = index, take
+	return nopSnapshot{}, nil
+}
+
+func (c *captureCheckpointer) Restore(io.Reader, string) error { return errors.New("not used") }
+
+type nopSnapshot struct{}
+
+func (nopSnapshot) Persist(raft.SnapshotSink) error { return nil }
+func (nopSnapshot) Release()                        {}
+
+func openWith(t *testing.T, fs vfs.FS, dir string, cp Checkpointer) *FSM {
+	t.Helper()
+	cfg := DefaultConfig(dir)
+	cfg.FS, cfg.Checkpointer = fs, cp
+	f, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// A checkpoint taken while entries keep being applied holds exactly the
+// state after some prefix of them, at or above the snapshot index, and
+// CheckpointApplied names that prefix's last index without opening it.
+// Checked against a replica that applied exactly that prefix.
+func TestCheckpointDuringAppliesIsAPrefix(t *testing.T) {
+	fs := vfs.NewMem()
+	cp := &captureCheckpointer{}
+	f := openWith(t, fs, "/live", cp)
+	defer f.Close()
+	lg := newLogger()
+	var logs []*raft.Log
+	for i := 0; i < 20000; i++ {
+		logs = append(logs, lg.next(ops(nil, nil, add(fmt.Sprintf("k%d", i%37), int64(i)), command.Op{Kind: command.OpPut, Key: []byte(fmt.Sprintf("p%d", i%101)), Value: bytes.Repeat([]byte{byte(i)}, 200)})))
+	}
+	f.ApplyBatch(logs[:500])
+	if _, err := f.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if cp.index != 500 {
+		t.Fatalf("snapshot index %d, want 500", cp.index)
+	}
+	take := cp.take
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // the FSM goroutine goes on applying until the checkpoints are taken
+		defer close(done)
+		for i := 500; i < len(logs); i += 7 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.ApplyBatch(logs[i:min(i+7, len(logs))])
+		}
+	}()
+	var got []uint64
+	for n := 0; n < 8; n++ {
+		idx, term, err := take(fmt.Sprintf("/ckpt-%d", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if idx < 500 || term != 1 {
+			t.Fatalf("checkpoint %d at index %d term %d, want >= 500 term 1", n, idx, term)
+		}
+		got = append(got, idx)
+	}
+	close(stop)
+	<-done
+	t.Logf("checkpoint indexes while applying: %v (applied %d)", got, f.AppliedIndex())
+	for n, idx := range got {
+		// Open the checkpoint itself as a state machine: its applied index
+		// must be what CheckpointApplied said, and its state that of a
+		// replica fed exactly the first idx entries.
+		dir := fmt.Sprintf("/ckpt-%d", n)
+		if err := fs.MkdirAll(dir+"-open", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.Rename(dir, filepath.Join(dir+"-open", "db")); err != nil {
+			t.Fatal(err)
+		}
+		ck := openWith(t, fs, dir+"-open", nil)
+		if ck.AppliedIndex() != idx {
+			t.Fatalf("checkpoint opens at %d, CheckpointApplied said %d", ck.AppliedIndex(), idx)
+		}
+		ref := openWith(t, vfs.NewMem(), "/ref", nil)
+		ref.ApplyBatch(logs[:idx])
+		if !bytes.Equal(dump(t, ck), dump(t, ref)) {
+			t.Fatalf("checkpoint at %d differs from a replica that applied %d entries", idx, idx)
+		}
+		ck.Close()
+		ref.Close()
+	}
+}
+
+// With the memtable flushed the WAL holds no batch: the applied index
+// comes from the checkpoint opened read-only.
+func TestCheckpointAppliedAfterFlush(t *testing.T) {
+	fs := vfs.NewMem()
+	cp := &captureCheckpointer{}
+	f := openWith(t, fs, "/live", cp)
+	defer f.Close()
+	lg := newLogger()
+	for i := 0; i < 40; i++ {
+		applyOne(t, f, lg.next(put(fmt.Sprintf("k%d", i), "v")))
+	}
+	if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	idx, term, err := cp.take("/ck")
+	if err != nil || idx != 40 || term != 1 {
+		t.Fatalf("CheckpointApplied = %d, %d, %v; want 40, 1", idx, term, err)
+	}
+}
+
+// A Restore between Snapshot and Persist replaces the database: the old
+// snapshot's checkpoint is refused rather than taken of the new state.
+func TestCheckpointRefusedAfterRestore(t *testing.T) {
+	fs := vfs.NewMem()
+	src := openMem(t, vfs.NewMem())
+	defer src.Close()
+	applyOne(t, src, newLogger().next(put("a", "1")))
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	full := &FullCheckpointer{FS: fs, ScratchDir: "/live/checkpoints"}
+	cp := &captureCheckpointer{}
+	f := openWith(t, fs, "/live", cp)
+	defer f.Close()
+	applyOne(t, f, newLogger().next(put("b", "2")))
+	if _, err := f.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	take := cp.take
+	f.cfg.Checkpointer = full
+	if err := f.Restore(io.NopCloser(bytes.NewReader(sink.buf.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := take("/ck"); !errors.Is(err, ErrReplaced) {
+		t.Fatalf("take after restore: %v, want ErrReplaced", err)
+	}
+}
