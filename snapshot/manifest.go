@@ -54,8 +54,8 @@ type Manifest struct {
 	// prefix of them. A node installing the checkpoint skips re-delivered
 	// entries up to StateIndex; a new cluster restored from it continues
 	// its log above StateIndex. Zero means equal to Index and Term.
-	StateIndex uint64 `json:"state_index,omitempty"`
-	StateTerm  uint64 `json:"state_term,omitempty"`
+	StateIndex   uint64        `json:"state_index,omitempty"`
+	StateTerm    uint64        `json:"state_term,omitempty"`
 	Source       Source        `json:"source"`
 	Created      time.Time     `json:"created"`
 	Duration     time.Duration `json:"duration_ns"`
