@@ -45,7 +45,15 @@ if [ ! -x "$cache/etcd" ] || [ ! -x "$cache/benchmark" ] || [ ! -x "$cache/etcdc
   echo "$etcd_version" > "$cache/etcd.version"
 fi
 
-say "building cairn, bench/loadgen and bench/compare"
+# What cairn is built from, noted now: the working tree is shared and may
+# move on (commits, edits) while the benchmark runs.
+cairn_version=$(git rev-parse --short HEAD 2>/dev/null || echo "(unknown commit)")
+dirty=$(git status --porcelain -- '*.go' go.mod go.sum ':!bench' ':!jepsen' ':!linearizability' ':!examples' 2>/dev/null |
+  awk '{print $NF}' | cut -d/ -f1 | sort -u | paste -sd, - || true)
+if [ -n "$dirty" ]; then
+  cairn_version="$cairn_version+uncommitted changes in ${dirty//,/, }"
+fi
+say "building cairn ($cairn_version), bench/loadgen and bench/compare"
 go build -o "$cache/cairn" ./cmd/cairn
 go build -o "$cache/loadgen" ./bench/loadgen
 go build -o "$cache/compare" ./bench/compare
@@ -56,4 +64,4 @@ if [ "$quick" = 0 ] && [ "$doc" = 1 ]; then
   extra+=(--doc docs/benchmarks.md)
 fi
 exec "$cache/compare" --etcd-bin "$cache" --cairn "$cache/cairn" --loadgen "$cache/loadgen" \
-  --command "$cmdline" "${extra[@]}" "${args[@]}"
+  --command "$cmdline" --cairn-version "$cairn_version" "${extra[@]}" "${args[@]}"
