@@ -40,6 +40,7 @@ type Store struct {
 	mdir    string
 	scratch string
 	files   *fileStore
+	prehash *prehasher
 
 	// mu serialises manifest commits, retention, GC and pins, and guards
 	// holds: GC runs entirely under mu, and a file is held before it is
@@ -86,6 +87,7 @@ func Open(cfg Config) (*Store, error) {
 	if s.files, err = newFileStore(cfg.Dir); err != nil {
 		return nil, err
 	}
+	s.prehash = newPrehasher(s.files)
 	s.retain()
 	return s, nil
 }
