@@ -201,6 +201,9 @@ func infoToPB(d *snapshot.Detail) *pb.CheckpointInfo {
 	}
 	if m := d.Manifest; m != nil {
 		out.Previous = m.Previous
+		if si, _ := m.State(); si != m.Index {
+			out.StateIndex = si
+		}
 		if raw, ok := m.Extra[ProducersExtra]; ok {
 			var ps []CheckpointProducer
 			if err := json.Unmarshal(raw, &ps); err == nil {

@@ -63,6 +63,9 @@ type CheckpointInfo struct {
 	Producers []CheckpointProducer `json:"producers"`
 	Manifest  bool                 `json:"manifest"`
 	Previous  string               `json:"previous,omitempty"`
+	// StateIndex is the last entry the files hold when it is above Index
+	// (the checkpoint was taken while entries were being applied).
+	StateIndex uint64 `json:"state_index,omitempty"`
 }
 
 // QuarantinedFile is a stored file found corrupt and moved aside.
@@ -156,7 +159,8 @@ func checkpointFromPB(c *pb.CheckpointInfo) CheckpointInfo {
 		SharedFiles: int(c.GetSharedFiles()), SharedBytes: c.GetSharedBytes(), Source: c.GetSourceNode(),
 		SourceAddr: c.GetSourceAddress(), Pinned: c.GetPinned(), Pending: c.GetPending(), Missing: int(c.GetMissing()),
 		Verification: verificationFromPB(c.GetVerification()), Manifest: c.GetManifest(), Previous: c.GetPrevious(),
-		Producers: []CheckpointProducer{}}
+		StateIndex: c.GetStateIndex(),
+		Producers:  []CheckpointProducer{}}
 	for _, p := range c.GetProducers() {
 		q := CheckpointProducer{Name: p.GetName(), Epoch: p.GetEpoch(), LastSeq: p.GetLastSeq(), Offsets: []SourceOffset{}}
 		for _, o := range p.GetOffsets() {

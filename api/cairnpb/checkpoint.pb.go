@@ -337,8 +337,11 @@ type CheckpointInfo struct {
 	// Committed producer sessions and source offsets at index.
 	Producers []*ProducerState `protobuf:"bytes,19,rep,name=producers,proto3" json:"producers,omitempty"`
 	// False for a raft snapshot that is not a checkpoint manifest.
-	Manifest      bool   `protobuf:"varint,20,opt,name=manifest,proto3" json:"manifest,omitempty"`
-	Previous      string `protobuf:"bytes,21,opt,name=previous,proto3" json:"previous,omitempty"`
+	Manifest bool   `protobuf:"varint,20,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	Previous string `protobuf:"bytes,21,opt,name=previous,proto3" json:"previous,omitempty"`
+	// Last entry whose effects the files hold, when above index (the
+	// checkpoint is taken while entries keep being applied); 0 when equal.
+	StateIndex    uint64 `protobuf:"varint,22,opt,name=state_index,json=stateIndex,proto3" json:"state_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,6 +521,13 @@ func (x *CheckpointInfo) GetPrevious() string {
 		return x.Previous
 	}
 	return ""
+}
+
+func (x *CheckpointInfo) GetStateIndex() uint64 {
+	if x != nil {
+		return x.StateIndex
+	}
+	return 0
 }
 
 // A node's estimate of what a restart would replay (see --recovery-target).
@@ -1538,7 +1548,7 @@ const file_cairn_v1_checkpoint_proto_rawDesc = "" +
 	"\amissing\x18\x05 \x03(\v2\x18.cairn.v1.CheckpointFileR\amissing\x122\n" +
 	"\acorrupt\x18\x06 \x03(\v2\x18.cairn.v1.CheckpointFileR\acorrupt\x12\x12\n" +
 	"\x04keys\x18\a \x01(\x03R\x04keys\x12\x18\n" +
-	"\aproblem\x18\b \x01(\tR\aproblem\"\xae\x05\n" +
+	"\aproblem\x18\b \x01(\tR\aproblem\"\xcf\x05\n" +
 	"\x0eCheckpointInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rcheckpoint_id\x18\x02 \x01(\tR\fcheckpointId\x12\x14\n" +
@@ -1564,7 +1574,9 @@ const file_cairn_v1_checkpoint_proto_rawDesc = "" +
 	"\fverification\x18\x12 \x01(\v2\x16.cairn.v1.VerificationR\fverification\x125\n" +
 	"\tproducers\x18\x13 \x03(\v2\x17.cairn.v1.ProducerStateR\tproducers\x12\x1a\n" +
 	"\bmanifest\x18\x14 \x01(\bR\bmanifest\x12\x1a\n" +
-	"\bprevious\x18\x15 \x01(\tR\bprevious\"\xac\x02\n" +
+	"\bprevious\x18\x15 \x01(\tR\bprevious\x12\x1f\n" +
+	"\vstate_index\x18\x16 \x01(\x04R\n" +
+	"stateIndex\"\xac\x02\n" +
 	"\x10RecoveryEstimate\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12)\n" +
 	"\x10checkpoint_index\x18\x02 \x01(\x04R\x0fcheckpointIndex\x12#\n" +

@@ -191,6 +191,9 @@ func printCheckpointDetail(w io.Writer, d *api.CheckpointDetail) error {
 	row("id", "%s", d.ID)
 	row("checkpoint id", "%s (created by %s at %s)", d.CheckpointID, d.Source, d.SourceAddr)
 	row("index / term", "%d / %d", d.Index, d.Term)
+	if d.StateIndex > d.Index {
+		row("state index", "%d (entries applied while the checkpoint was taken)", d.StateIndex)
+	}
 	if !d.Created.IsZero() {
 		row("created", "%s, took %s", d.Created.Local().Format(time.RFC3339Nano), fmtDuration(d.Duration))
 	}
