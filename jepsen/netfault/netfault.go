@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -92,6 +93,9 @@ type Net struct {
 	mangle   bool   // mangle chain created (latency marks)
 	tcLoaded bool   // lo root qdisc installed
 	desc     string // what is in force
+	// partRules are the rule specs the last Partition added, so that
+	// Unpartition can delete them and leave other rules in force.
+	partRules [][]string
 }
 
 // New creates the run's chain and jumps to it from OUTPUT.
@@ -151,6 +155,7 @@ func (n *Net) Partition(groups [][]string) error {
 	if err := n.flushLocked(); err != nil {
 		return err
 	}
+	n.partRules = nil
 	group := map[string]int{}
 	for i, g := range groups {
 		for _, id := range g {
@@ -167,16 +172,59 @@ func (n *Net) Partition(groups [][]string) error {
 				return err
 			}
 			for _, m := range ms {
-				args := append([]string{"-A", n.chain}, m...)
-				args = append(args, "-m", "comment", "--comment", a+"->"+b, "-j", "DROP")
-				if err := n.ipt(args...); err != nil {
+				spec := append(append([]string{}, m...), "-m", "comment", "--comment", a+"->"+b, "-j", "DROP")
+				if err := n.ipt(append([]string{"-A", n.chain}, spec...)...); err != nil {
 					return err
 				}
+				n.partRules = append(n.partRules, spec)
 			}
 		}
 	}
 	n.active, n.desc = true, fmt.Sprintf("partition %v", groups)
 	return nil
+}
+
+// BlockPort drops every TCP packet sent by from to to's address and port,
+// in addition to the rules in force (it is inserted first in the chain).
+// The snapshot nemesis uses it to stall one node's checkpoint fetch from
+// another while their raft traffic flows.
+func (n *Net) BlockPort(from, to string, port int) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if port <= 0 || port > 65535 {
+		return fmt.Errorf("netfault: bad port %d", port)
+	}
+	ms, err := n.matchers(from, to)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		args := append([]string{"-I", n.chain, "1"}, m...)
+		args = append(args, "-p", "tcp", "--dport", strconv.Itoa(port),
+			"-m", "comment", "--comment", fmt.Sprintf("%s->%s:%d", from, to, port), "-j", "DROP")
+		if err := n.ipt(args...); err != nil {
+			return err
+		}
+	}
+	n.active = true
+	if n.desc != "" {
+		n.desc += "; "
+	}
+	n.desc += fmt.Sprintf("block %s->%s tcp port %d", from, to, port)
+	return nil
+}
+
+// Unpartition deletes the rules of the last Partition and leaves any other
+// rule (BlockPort) in force.
+func (n *Net) Unpartition() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var errs []error
+	for _, spec := range n.partRules {
+		errs = append(errs, n.ipt(append([]string{"-D", n.chain}, spec...)...))
+	}
+	n.partRules = nil
+	return errors.Join(errs...)
 }
 
 // Link is a directed node pair.
@@ -228,7 +276,7 @@ func (n *Net) flushLocked() error {
 	if n.tcLoaded {
 		errs = append(errs, n.tcUnloadLocked())
 	}
-	n.active, n.desc = false, ""
+	n.active, n.desc, n.partRules = false, "", nil
 	return errors.Join(errs...)
 }
 

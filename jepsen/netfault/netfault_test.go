@@ -112,3 +112,52 @@ func TestCleanRemovesOnlyOurChains(t *testing.T) {
 		t.Fatalf("report: %v", done)
 	}
 }
+
+func TestBlockPortThenUnpartitionKeepsOnlyThePortRule(t *testing.T) {
+	f := &fakeRunner{}
+	eps := []Endpoint{{"n1", "127.0.0.11", "cj/n1"}, {"n2", "127.0.0.12", "cj/n2"}, {"n3", "127.0.0.13", "cj/n3"}}
+	n, err := New("t3", eps, f.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Partition([][]string{{"n2"}, {"n1", "n3"}}); err != nil {
+		t.Fatal(err)
+	}
+	added := f.grep("-A CAIRNJ-t3")
+	if err := n.BlockPort("n2", "n1", 4242); err != nil {
+		t.Fatal(err)
+	}
+	block := f.grep("--dport 4242")
+	if len(block) != 2 {
+		t.Fatalf("port rules: %v", block)
+	}
+	for _, b := range block {
+		if !strings.Contains(b, "-I CAIRNJ-t3 1") || !strings.Contains(b, "-d 127.0.0.11") || !strings.Contains(b, "-p tcp") {
+			t.Fatalf("port rule: %s", b)
+		}
+	}
+	if err := n.Unpartition(); err != nil {
+		t.Fatal(err)
+	}
+	deleted := f.grep("-D CAIRNJ-t3")
+	if len(deleted) != len(added) {
+		t.Fatalf("deleted %d rules, partition added %d", len(deleted), len(added))
+	}
+	for i := range added {
+		if strings.Replace(added[i], "-A CAIRNJ-t3", "-D CAIRNJ-t3", 1) != deleted[i] {
+			t.Fatalf("delete %q does not match add %q", deleted[i], added[i])
+		}
+		if strings.Contains(deleted[i], "dport") {
+			t.Fatalf("port rule deleted: %s", deleted[i])
+		}
+	}
+	if err := n.Unpartition(); err != nil || len(f.grep("-D CAIRNJ-t3")) != len(added) {
+		t.Fatal("a second Unpartition deleted rules again")
+	}
+	if err := n.BlockPort("n2", "n9", 1); err == nil {
+		t.Fatal("unknown node accepted")
+	}
+	if err := n.BlockPort("n2", "n1", 0); err == nil {
+		t.Fatal("port 0 accepted")
+	}
+}
