@@ -5,6 +5,9 @@ type ResolveStats struct {
 	Committed int `json:"committed"` // unknown writes found in the log: now ok, return infinite
 	Absent    int `json:"absent"`    // unknown writes not in the log: now fail
 	Reads     int `json:"reads"`     // unknown reads, left unknown (reads are not logged)
+	// Unresolved counts unknown writes left unknown because the log was
+	// incomplete (compacted on every node) and did not show them.
+	Unresolved int `json:"unresolved"`
 }
 
 // ResolveUnknowns patches a history with knowledge extracted from the

@@ -75,7 +75,7 @@ func Merge(dumps map[string]*raftlog.Dump, errs map[string]error) ([]raftlog.Ent
 			sum.Warnings = append(sum.Warnings, id+": no commit bound: its entries are not used")
 		}
 		if d.FirstIndex > 1 {
-			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s: log compacted up to index %d (snapshots: %d): raise --snapshot-threshold", id, d.FirstIndex-1, len(d.Snapshots)))
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s: log compacted up to index %d (snapshots: %d)", id, d.FirstIndex-1, len(d.Snapshots)))
 		}
 		for _, e := range d.Entries {
 			if !e.Committed || e.Error != "" {
@@ -110,6 +110,8 @@ func Merge(dumps map[string]*raftlog.Dump, errs map[string]error) ([]raftlog.Ent
 	sum.Complete = len(errs) == 0 && uint64(len(out)) == sum.MaxIndex
 	if !sum.Complete && uint64(len(out)) != sum.MaxIndex {
 		sum.Missing = missing(out, sum.MaxIndex)
+		sum.Warnings = append(sum.Warnings, "no node holds the whole committed log (compacted everywhere or unreadable): "+
+			"unknown writes not found in it stay unknown")
 	}
 	// One request id committed twice (producer attempts have their own ids).
 	seen := map[uint64]uint64{}
@@ -194,15 +196,37 @@ func appliedCommits(entries []raftlog.Entry) map[producerSeq]bool {
 	return applied
 }
 
+// contiguousSuffix returns the entries from the last gap on: the longest
+// run of consecutive indexes that ends at the highest one. entries are
+// sorted by index.
+func contiguousSuffix(entries []raftlog.Entry) []raftlog.Entry {
+	i := len(entries) - 1
+	for i > 0 && entries[i-1].Index+1 == entries[i].Index {
+		i--
+	}
+	if i < 0 {
+		return nil
+	}
+	return entries[i:]
+}
+
 // Committed returns the history ids of unknown writes that the committed
 // log shows took effect. For register and bank a write took effect if its
 // request id is in the log (a failed compare-and-set in the log took
 // effect as a no-op, which the models handle). For counter an attempt took
 // effect if some attempt of its (producer, epoch, seq) was applied by the
-// replay of producer sessions.
-func Committed(h linearizability.History, kind linearizability.Kind, entries []raftlog.Entry) map[string]bool {
+// replay of producer sessions. complete says the entries are the whole
+// committed log from index 1; if not, the replay runs over the contiguous
+// suffix only, and a session is followed only from a registration found
+// there: a producer registered before the suffix starts is not followed
+// (a re-registration in the suffix opens a session under an id no commit
+// carries), so none of its attempts is resolved.
+func Committed(h linearizability.History, kind linearizability.Kind, entries []raftlog.Entry, complete bool) map[string]bool {
 	out := map[string]bool{}
 	if kind == linearizability.KindCounter {
+		if !complete {
+			entries = contiguousSuffix(entries)
+		}
 		applied := appliedCommits(entries)
 		for i := range h {
 			op := &h[i]
@@ -228,10 +252,11 @@ func Committed(h linearizability.History, kind linearizability.Kind, entries []r
 
 // Resolve patches the history's unknown writes from the merged log. With a
 // complete log, unknown writes not found are resolved as never applied
-// (linearizability.ResolveUnknowns); with an incomplete one only those
-// found are resolved, the rest stay unknown.
+// (linearizability.ResolveUnknowns); with an incomplete one (compacted on
+// every node) only those found are resolved, the rest stay unknown —
+// may have happened — and are counted as unresolved.
 func Resolve(h linearizability.History, kind linearizability.Kind, entries []raftlog.Entry, complete bool) (linearizability.History, linearizability.ResolveStats) {
-	committed := Committed(h, kind, entries)
+	committed := Committed(h, kind, entries, complete)
 	if complete {
 		return linearizability.ResolveUnknowns(h, committed)
 	}
@@ -250,6 +275,8 @@ func Resolve(h linearizability.History, kind linearizability.Kind, entries []raf
 		if committed[op.ID] {
 			op.Outcome, op.Return, op.Resolved = linearizability.OutcomeOK, linearizability.InfiniteReturn, linearizability.ResolvedCommitted
 			st.Committed++
+		} else {
+			st.Unresolved++
 		}
 	}
 	return out, st

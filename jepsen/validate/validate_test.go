@@ -125,3 +125,95 @@ func TestResolveRegisterByRequestID(t *testing.T) {
 		t.Fatalf("resolved %+v, stats %+v", out, st)
 	}
 }
+
+// A log compacted on every node: the union starts after index 1, so
+// resolution is partial and the replay of producer sessions must not guess
+// the state of a session registered before the log starts.
+func TestResolveCompactedLog(t *testing.T) {
+	add := func(id, producer string, epoch, seq uint64) linearizability.Op {
+		return linearizability.Op{ID: id, Type: linearizability.OpAdd, Key: "k", Producer: producer, Epoch: epoch, Seq: seq,
+			Delta: 1, Outcome: linearizability.OutcomeUnknown, Call: 1, Return: 2}
+	}
+	for _, tc := range []struct {
+		name      string
+		dumps     map[string]*raftlog.Dump
+		complete  bool
+		committed []string // history ids resolved committed; every other write stays unknown
+	}{
+		{
+			// Producer 1 was registered at index 1 (compacted everywhere):
+			// a re-registration at 5 must not be taken for its first, so
+			// its epoch-2 commit at 6 is not resolved; producer 7 is
+			// registered inside the log and followed exactly.
+			name: "prefix compacted everywhere",
+			dumps: map[string]*raftlog.Dump{
+				"n1": {FirstIndex: 4, CommitSource: raftlog.CommitFromFSM, Entries: []raftlog.Entry{commit(4, 1, 1, 3), reg(5, "p"), commit(6, 1, 2, 1), reg(7, "q"), commit(8, 7, 1, 1), commit(9, 7, 1, 3)}},
+				"n2": {FirstIndex: 6, CommitSource: raftlog.CommitFromFSM, Entries: []raftlog.Entry{commit(6, 1, 2, 1), reg(7, "q"), commit(8, 7, 1, 1)}},
+			},
+			committed: []string{"q1"},
+		},
+		{
+			// One node kept the whole log: everything is decided.
+			name: "one node kept it all",
+			dumps: map[string]*raftlog.Dump{
+				"n1": {FirstIndex: 4, CommitSource: raftlog.CommitFromFSM, Entries: []raftlog.Entry{commit(4, 1, 1, 3), reg(5, "p"), commit(6, 1, 2, 1)}},
+				"n3": dump(reg(1, "p"), commit(2, 1, 1, 1), commit(3, 1, 1, 2), commit(4, 1, 1, 3), reg(5, "p"), commit(6, 1, 2, 1), reg(7, "q"), commit(8, 7, 1, 1)),
+			},
+			complete:  true,
+			committed: []string{"p3", "p-e2", "q1"},
+		},
+		{
+			// A gap in the middle: the replay starts after it.
+			name: "gap",
+			dumps: map[string]*raftlog.Dump{
+				"n1": dump(reg(1, "p"), commit(2, 1, 1, 1)),
+				"n2": {FirstIndex: 5, CommitSource: raftlog.CommitFromFSM, Entries: []raftlog.Entry{reg(5, "p"), commit(6, 1, 2, 1), reg(7, "q"), commit(8, 7, 1, 1)}},
+			},
+			committed: []string{"q1"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			entries, sum, anoms := Merge(tc.dumps, nil)
+			if len(anoms) != 0 || sum.Complete != tc.complete {
+				t.Fatalf("merge: complete %v (want %v), anomalies %v", sum.Complete, tc.complete, anoms)
+			}
+			h := linearizability.History{add("p3", "1", 1, 3), add("p-e2", "1", 2, 1), add("q1", "7", 1, 1), add("q2", "7", 1, 2)}
+			out, st := Resolve(h, linearizability.KindCounter, entries, sum.Complete)
+			want := map[string]bool{}
+			for _, id := range tc.committed {
+				want[id] = true
+			}
+			for _, op := range out {
+				switch {
+				case want[op.ID] && op.Resolved != linearizability.ResolvedCommitted:
+					t.Errorf("%s not resolved committed: %+v", op.ID, op)
+				case !want[op.ID] && tc.complete && op.Resolved != linearizability.ResolvedAbsent:
+					t.Errorf("%s not resolved absent with a complete log: %+v", op.ID, op)
+				case !want[op.ID] && !tc.complete && op.Outcome != linearizability.OutcomeUnknown:
+					t.Errorf("%s resolved from an incomplete log: %+v", op.ID, op)
+				}
+			}
+			if st.Committed != len(tc.committed) || (!tc.complete && st.Unresolved != len(h)-len(tc.committed)) {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestResolveRegisterCompactedLogLeavesUnknowns(t *testing.T) {
+	rid := client.RequestID(3, 9)
+	id, _ := client.OpID(rid)
+	h := linearizability.History{
+		{ID: id, Type: linearizability.OpPut, Key: "x", Value: "a", Outcome: linearizability.OutcomeUnknown, Call: 1, Return: 5},
+		{ID: "c3-10", Type: linearizability.OpPut, Key: "x", Value: "b", Outcome: linearizability.OutcomeUnknown, Call: 2, Return: 6},
+	}
+	entries, sum, _ := Merge(map[string]*raftlog.Dump{"n1": {FirstIndex: 7, CommitSource: raftlog.CommitFromFSM,
+		Entries: []raftlog.Entry{batch(7, 1, 0), batch(8, 1, rid)}}}, nil)
+	if sum.Complete {
+		t.Fatal("a log starting at 7 taken as complete")
+	}
+	out, st := Resolve(h, linearizability.KindRegister, entries, sum.Complete)
+	if out[0].Resolved != linearizability.ResolvedCommitted || out[1].Outcome != linearizability.OutcomeUnknown || st.Unresolved != 1 || st.Absent != 0 {
+		t.Fatalf("resolved %+v, stats %+v", out, st)
+	}
+}
