@@ -102,14 +102,59 @@ func (c Config) traffic() traffic.Config {
 		Keys: c.Keys, Accounts: c.Accounts, Balance: 100, Redeliver: c.Redeliver, Restart: c.Restart}
 }
 
+// SnapshotTrailingLogs is the nodes' --trailing-logs when the snapshot
+// nemesis runs: a checkpoint then takes all but this many entries out of
+// the log, so a follower cut off for a few seconds must install one.
+const SnapshotTrailingLogs = 64
+
 // serveArgs are the flags every node runs with in a jepsen run. The
-// snapshot threshold is set so high that raft never compacts the log: the
-// committed log must hold every request id to resolve unknown outcomes.
+// snapshot threshold is set so high that raft never compacts the log on
+// its own: only the snapshot nemesis does, on the nodes it chooses,
+// keeping one node's log whole where it can (the committed log should
+// hold every request id to resolve unknown outcomes). With the snapshot
+// nemesis the trailing logs are short so that its checkpoints do compact.
 // Shorter timeouts make failover quicker than the LAN defaults.
 func (c Config) serveArgs() []string {
 	args := []string{"--snapshot-threshold", "1000000000000", "--snapshot-interval", "1h",
 		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "250ms"}
+	if c.snapshotNemesis() {
+		args = append(args, "--trailing-logs", strconv.Itoa(SnapshotTrailingLogs))
+	}
 	return append(args, c.ServeArgs...)
+}
+
+func (c Config) snapshotNemesis() bool {
+	names, _ := nemesis.Expand(c.Nemesis)
+	for _, n := range names {
+		if n == "snapshot" {
+			return true
+		}
+	}
+	return false
+}
+
+// trailingLogs is the --trailing-logs the nodes run with (the last one
+// given wins, as in flag parsing); 0 when unknown.
+func (c Config) trailingLogs() uint64 {
+	var v uint64 = 10240 // raftnode's default
+	args := c.serveArgs()
+	for i, a := range args {
+		var s string
+		switch {
+		case a == "--trailing-logs" && i+1 < len(args):
+			s = args[i+1]
+		case strings.HasPrefix(a, "--trailing-logs="):
+			s = strings.TrimPrefix(a, "--trailing-logs=")
+		default:
+			continue
+		}
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0
+		}
+		v = n
+	}
+	return v
 }
 
 // Args returns the command-line flags that reproduce this run (its seed,

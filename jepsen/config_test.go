@@ -48,3 +48,24 @@ func TestServeArgsKeepTheLog(t *testing.T) {
 		t.Fatalf("jepsen nodes must not compact their log: %s", args)
 	}
 }
+
+func TestTrailingLogsFollowTheSnapshotNemesis(t *testing.T) {
+	for _, tc := range []struct {
+		nemesis string
+		extra   []string
+		want    uint64
+	}{
+		{"kill,pause", nil, 10240},
+		{"kill,snapshot", nil, SnapshotTrailingLogs},
+		{"all", nil, SnapshotTrailingLogs},
+		{"snapshot", []string{"--trailing-logs", "500"}, 500},
+		{"snapshot", []string{"--trailing-logs=7"}, 7},
+		{"snapshot", []string{"--trailing-logs", "x"}, 0},
+	} {
+		c := DefaultConfig()
+		c.Nemesis, c.ServeArgs = tc.nemesis, tc.extra
+		if got := c.trailingLogs(); got != tc.want {
+			t.Errorf("%s %v: trailing logs %d, want %d (args %v)", tc.nemesis, tc.extra, got, tc.want, c.serveArgs())
+		}
+	}
+}

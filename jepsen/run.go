@@ -195,7 +195,7 @@ func (r *runner) binary(ctx context.Context) error {
 
 func needsNet(names []string) bool {
 	for _, n := range names {
-		if strings.HasPrefix(n, "partition") || n == "netem" {
+		if strings.HasPrefix(n, "partition") || n == "netem" || n == "snapshot" {
 			return true
 		}
 	}
@@ -243,7 +243,8 @@ func (r *runner) setupCluster(names []string) error {
 	if err != nil {
 		return err
 	}
-	r.env = &nemesis.Env{Cluster: cl, Net: r.net, NetErr: netErr, LatencyErr: latencyErr, Admin: admin, Logf: r.logf}
+	r.env = &nemesis.Env{Cluster: cl, Net: r.net, NetErr: netErr, LatencyErr: latencyErr, Admin: admin,
+		TrailingLogs: r.cfg.trailingLogs(), Logf: r.logf}
 	return nil
 }
 
@@ -381,6 +382,7 @@ func (r *runner) drive(ctx context.Context) ([]client.Record, error) {
 	if err := r.cl.WaitConverged(hctx, 30*time.Second); err != nil {
 		r.sum.Warnings = append(r.sum.Warnings, "logs did not converge before stop: "+err.Error())
 	}
+	r.sum.Installs = r.installs(hctx)
 	r.sum.Leaders = mon.Stop()
 	r.sum.LeaderChanges = cluster.Changes(r.sum.Leaders)
 	r.sum.Elections = elections(r.sum.Leaders)
@@ -388,6 +390,40 @@ func (r *runner) drive(ctx context.Context) ([]client.Record, error) {
 		return nil, fmt.Errorf("writing history: %w", err)
 	}
 	return rec.Records(), nil
+}
+
+// installs counts every node's checkpoint installs over the run: from
+// node.log (all its processes) and from the metrics of its last process,
+// with the kills mid-install the snapshot nemesis verified.
+func (r *runner) installs(ctx context.Context) map[string]report.NodeInstalls {
+	out := map[string]report.NodeInstalls{}
+	for _, n := range r.cl.Nodes() {
+		var ni report.NodeInstalls
+		if l, err := n.InstallLog(0); err != nil {
+			ni.Error = err.Error()
+		} else {
+			ni.Log = l
+		}
+		mctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if m, err := r.cl.InstallMetrics(mctx, n); err != nil {
+			ni.Error = strings.TrimPrefix(ni.Error+"; metrics: "+err.Error(), "; ")
+		} else {
+			ni.Final = &m
+		}
+		cancel()
+		out[n.ID] = ni
+	}
+	for _, e := range r.sum.Timeline {
+		if f := e.Snapshot; f != nil {
+			ni := out[f.Victim]
+			ni.Faults++
+			if f.KilledMidInstall {
+				ni.KilledMidInstall++
+			}
+			out[f.Victim] = ni
+		}
+	}
+	return out
 }
 
 func elections(s []cluster.LeaderSample) int {

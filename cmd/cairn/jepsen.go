@@ -6,15 +6,18 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-db/cairn/jepsen"
 	"github.com/cairn-db/cairn/jepsen/nemesis"
+	"github.com/cairn-db/cairn/jepsen/report"
 )
 
 func init() { extraCommands = append(extraCommands, newJepsenCmd) }
@@ -45,7 +48,10 @@ Exit status: 0 valid, 1 anomaly found, 2 could not run or could not decide
 
 Nemeses (--nemesis, comma-separated): ` + strings.Join(nemesis.Names(), ", ") + `.
 partition and netem need root and iptables; without --nemesis they are
-skipped when unavailable, when named explicitly the run stops with status 2.`,
+skipped when unavailable, when named explicitly the run stops with status 2.
+snapshot makes a follower install a checkpoint and kills it mid-install
+(cut off by a partition with root, by kill -9 without); it runs the nodes
+with --trailing-logs 64.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.NemesisExplicit = cmd.Flags().Changed("nemesis")
@@ -94,6 +100,30 @@ skipped when unavailable, when named explicitly the run stops with status 2.`,
 	return cmd
 }
 
+// printInstalls prints the snapshot faults and every node's installs.
+func printInstalls(w io.Writer, s *report.Summary) {
+	faults, mid := 0, 0
+	for _, e := range s.Timeline {
+		if e.Snapshot != nil {
+			faults++
+			if e.Snapshot.KilledMidInstall {
+				mid++
+			}
+		}
+	}
+	installs := 0
+	var per []string
+	for _, id := range slices.Sorted(maps.Keys(s.Installs)) {
+		n := s.Installs[id]
+		installs += n.Log.Installs
+		per = append(per, fmt.Sprintf("%s %d (%d failed, %d files fetched, %d reused)", id, n.Log.Installs, n.Log.Failed, n.Log.FilesFetched, n.Log.FilesReused))
+	}
+	if faults == 0 && installs == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  snapshots:  %d snapshot faults, %d killed mid-install (verified); installs: %s\n", faults, mid, strings.Join(per, ", "))
+}
+
 func printJepsenResult(w io.Writer, cfg jepsen.Config, res *jepsen.Result) {
 	s := res.Summary
 	verdict := map[int]string{jepsen.ExitValid: "VALID", jepsen.ExitAnomaly: "ANOMALY"}[res.ExitCode]
@@ -107,8 +137,9 @@ func printJepsenResult(w io.Writer, cfg jepsen.Config, res *jepsen.Result) {
 			fmt.Fprintf(w, "; skipped %s (%s)", sk.Name, sk.Reason)
 		}
 		fmt.Fprintf(w, "\n  faults:     %d injected, %d leader changes, %d elections\n", len(s.Timeline), s.LeaderChanges, s.Elections)
-		fmt.Fprintf(w, "  operations: %d (%d ok, %d failed, %d unknown); unknowns resolved from the raft log: %d committed, %d absent\n",
-			s.Ops.Total, s.Ops.OK, s.Ops.Fail, s.Ops.Unknown, s.Resolved.Committed, s.Resolved.Absent)
+		fmt.Fprintf(w, "  operations: %d (%d ok, %d failed, %d unknown); unknowns resolved from the raft log: %d committed, %d absent; unresolved %d\n",
+			s.Ops.Total, s.Ops.OK, s.Ops.Fail, s.Ops.Unknown, s.Resolved.Committed, s.Resolved.Absent, s.Resolved.Unresolved)
+		printInstalls(w, s)
 		fmt.Fprintf(w, "  latency:    p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", s.Latency.P50, s.Latency.P99, s.Latency.Max)
 		if len(s.Anomalies) > 0 {
 			counts := map[string]int{}

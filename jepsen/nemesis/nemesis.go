@@ -27,9 +27,13 @@ type Env struct {
 	NetErr error
 	// LatencyErr says why tc netem latency is unavailable (nil: available).
 	LatencyErr error
-	// Admin is a client over every node for membership and leadership calls.
+	// Admin is a client over every node for membership, leadership and
+	// checkpoint calls.
 	Admin *api.Client
-	Logf  func(format string, args ...any)
+	// TrailingLogs is the nodes' --trailing-logs (the snapshot nemesis
+	// compacts the leader's log past a follower by that much).
+	TrailingLogs uint64
+	Logf         func(format string, args ...any)
 }
 
 func (e *Env) logf(format string, args ...any) {
@@ -63,6 +67,7 @@ func Catalogue() map[string]Nemesis {
 		&netem{},
 		&membership{},
 		&transfer{},
+		&snapshotNemesis{},
 	}
 	m := map[string]Nemesis{}
 	for _, n := range all {
@@ -77,7 +82,7 @@ var Aliases = map[string][]string{
 	"pause":     {"pause-node", "pause-leader"},
 	"partition": {"partition-leader", "partition-follower", "partition-halves"},
 	"all": {"kill-node", "kill-leader", "kill-majority", "pause-node", "pause-leader",
-		"partition-leader", "partition-follower", "partition-halves", "netem", "membership", "transfer"},
+		"partition-leader", "partition-follower", "partition-halves", "netem", "membership", "transfer", "snapshot"},
 }
 
 // Expand resolves a comma-separated list of nemesis names and aliases
@@ -128,6 +133,8 @@ type Event struct {
 	End         int64  `json:"end_ns"`
 	InjectError string `json:"inject_error,omitempty"`
 	HealError   string `json:"heal_error,omitempty"`
+	// Snapshot is what a snapshot-nemesis injection did and observed.
+	Snapshot *SnapshotFault `json:"snapshot,omitempty"`
 }
 
 // Schedule alternates quiet periods and faults.
@@ -182,6 +189,13 @@ func Run(ctx context.Context, env *Env, nemeses []Nemesis, s Schedule, now func(
 			env.logf("nemesis %s: heal failed: %v", n.Name(), err)
 		}
 		cancel()
+		if sn, ok := n.(*snapshotNemesis); ok {
+			if f := sn.outcome(); f != nil {
+				ev.Snapshot = f
+				ev.Detail += "; " + f.Summary()
+				env.logf("nemesis %s: %s", n.Name(), f.Summary())
+			}
+		}
 		ev.End = now()
 		events = append(events, ev)
 	}

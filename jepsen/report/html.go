@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"path/filepath"
 	"sort"
+
+	"github.com/cairn-db/cairn/jepsen/nemesis"
 )
 
 var indexTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
@@ -17,6 +19,12 @@ var indexTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
 		return p
 	},
 	"color": faultColor,
+	"yes": func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	},
 }).Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>cairn jepsen: {{.S.Workload}} seed {{.S.Seed}} — {{.Banner}}</title>
 <style>
@@ -43,7 +51,7 @@ h2{margin-top:28px;border-bottom:1px solid #eee}.swatch{display:inline-block;wid
 <table><tr><th colspan=2>operations</th></tr>
 <tr><td>total</td><td>{{.S.Ops.Total}}</td></tr>
 <tr><td>ok / failed / unknown</td><td>{{.S.Ops.OK}} / {{.S.Ops.Fail}} / {{.S.Ops.Unknown}}</td></tr>
-<tr><td>unknowns resolved from the raft log</td><td>{{.S.Resolved.Committed}} committed, {{.S.Resolved.Absent}} absent, {{.S.Resolved.Reads}} reads left</td></tr>
+<tr><td>unknowns resolved from the raft log</td><td>{{.S.Resolved.Committed}} committed, {{.S.Resolved.Absent}} absent; unresolved: {{.S.Resolved.Unresolved}} writes (log compacted everywhere), {{.S.Resolved.Reads}} reads</td></tr>
 <tr><td>latency p50 / p95 / p99 / max</td><td>{{.S.Latency.P50}} / {{.S.Latency.P95}} / {{.S.Latency.P99}} / {{.S.Latency.Max}} ms</td></tr>
 {{range $t, $c := .S.ByType}}<tr><td>{{$t}}</td><td>{{$c.Total}} ({{$c.OK}} ok, {{$c.Fail}} failed, {{$c.Unknown}} unknown)</td></tr>{{end}}
 </table>
@@ -71,6 +79,17 @@ h2{margin-top:28px;border-bottom:1px solid #eee}.swatch{display:inline-block;wid
 {{if .S.Timeline}}<table><tr><th>fault</th><th>what</th><th>from</th><th>to</th><th>errors</th></tr>
 {{range .S.Timeline}}<tr><td><span class="swatch" style="background:{{color .Name}}"></span>{{.Name}}</td><td>{{.Detail}}</td><td>{{sec .Start}}</td><td>{{sec .End}}</td><td>{{.InjectError}} {{.HealError}}</td></tr>{{end}}
 </table>{{else}}<p>No faults were injected.</p>{{end}}
+
+{{if .Snapshots}}<h2>Snapshot faults</h2>
+<table><tr><th>from</th><th>leader → victim</th><th>cut / stall</th><th>victim at / checkpoints / snapshot index</th><th>install began</th><th>fetching at kill</th><th>killed mid-install</th><th>verification</th><th>reinstalled / caught up</th></tr>
+{{range .Snapshots}}<tr><td>{{sec .Start}}</td><td>{{.Snapshot.Leader}} → {{.Snapshot.Victim}}{{if .Snapshot.Archive}} ({{.Snapshot.Archive}} kept whole){{end}}</td><td>{{.Snapshot.Cut}} / {{.Snapshot.Stall}}</td><td>{{.Snapshot.VictimLast}} / {{.Snapshot.Checkpoints}} / {{.Snapshot.SnapshotIndex}}{{if not .Snapshot.Compacted}} (not compacted){{end}}</td><td>{{yes .Snapshot.InstallStarted}}</td><td>{{yes .Snapshot.Fetching}}</td><td><b>{{yes .Snapshot.KilledMidInstall}}</b></td><td>{{.Snapshot.Verification}}{{if .Snapshot.Error}} — error: {{.Snapshot.Error}}{{end}}</td><td>{{yes .Snapshot.Reinstalled}} / {{yes .Snapshot.CaughtUp}}</td></tr>{{end}}
+</table>{{end}}
+
+{{if .S.Installs}}<h2>Snapshot installs</h2>
+<table><tr><th>node</th><th>installs (failed)</th><th>files fetched / reused</th><th>bytes fetched (resumed)</th><th>last process: installs, bytes fetched / reused</th><th>snapshot faults / killed mid-install</th><th>processes</th></tr>
+{{range $id, $n := .S.Installs}}<tr><td>{{$id}}</td><td>{{$n.Log.Installs}} ({{$n.Log.Failed}})</td><td>{{$n.Log.FilesFetched}} / {{$n.Log.FilesReused}}</td><td>{{$n.Log.BytesFetched}} ({{$n.Log.BytesResumed}})</td><td>{{with $n.Final}}{{.Installs}}, {{.BytesFetched}} / {{.BytesReused}}{{else}}—{{end}}</td><td>{{$n.Faults}} / {{$n.KilledMidInstall}}</td><td>{{$n.Log.Processes}}{{if $n.Error}} ({{$n.Error}}){{end}}</td></tr>{{end}}
+</table>
+<p>Installs, files and bytes are totalled from each node's node.log over all its processes; a restart resets the metrics, so the last column covers only the process running at the end.</p>{{end}}
 
 <h2>Leaders observed</h2>
 <table><tr><th>from</th><th>leader</th><th>term</th></tr>
@@ -119,8 +138,14 @@ func indexHTML(dir string, s *Summary) string {
 	logs := append(rel("nodes/*/node.log"), rel("nodes/*/raft-log.json")...)
 	sort.Strings(logs)
 	var b bytes.Buffer
+	var snaps []nemesis.Event
+	for _, e := range s.Timeline {
+		if e.Snapshot != nil {
+			snaps = append(snaps, e)
+		}
+	}
 	err := indexTmpl.Execute(&b, map[string]any{"S": s, "Dir": dir, "Banner": banner, "Class": class,
-		"Porcupine": rel("porcupine/*.html"), "Logs": logs})
+		"Porcupine": rel("porcupine/*.html"), "Logs": logs, "Snapshots": snaps})
 	if err != nil {
 		return "<pre>report: " + template.HTMLEscapeString(err.Error()) + "</pre>"
 	}

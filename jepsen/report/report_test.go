@@ -95,3 +95,37 @@ func TestWriteReport(t *testing.T) {
 		t.Fatalf("counts: %+v %+v", s.Ops, s.Latency)
 	}
 }
+
+func TestReportShowsSnapshotFaultsAndInstalls(t *testing.T) {
+	dir := t.TempDir()
+	recs, s := sample()
+	f := &nemesis.SnapshotFault{Leader: "n1", Victim: "n2", Archive: "n3", Cut: "partition", Stall: "port-drop", VictimLast: 100,
+		Checkpoints: 3, SnapshotIndex: 190, Compacted: true, InstallStarted: true, Fetching: true, KilledMidInstall: true,
+		Verification: "checkpoint 2-190-x still pending", Reinstalled: true, CaughtUp: true}
+	s.Timeline = append(s.Timeline, nemesis.Event{Name: "snapshot", Detail: "cut n2 off", Start: 8e9, End: 9e9, Snapshot: f})
+	s.Installs = map[string]NodeInstalls{"n2": {Log: cluster.InstallLog{Installs: 1, Failed: 0, FilesFetched: 4, FilesReused: 2, BytesFetched: 12345},
+		Final: &cluster.InstallMetrics{Installs: 1, BytesReused: 678}, Faults: 1, KilledMidInstall: 1}}
+	s.Resolved = linearizability.ResolveStats{Committed: 5, Unresolved: 7}
+	if err := Write(dir, s, recs); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Snapshot faults", "n1 → n2", "port-drop", "<b>yes</b>", "still pending", "Snapshot installs", "12345", "678", "unresolved: 7"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("index.html: missing %q", want)
+		}
+	}
+	svg, _ := os.ReadFile(filepath.Join(dir, "latency.svg"))
+	if !strings.Contains(string(svg), faultColor("snapshot")) || faultColor("snapshot") == faultColor("other") {
+		t.Errorf("snapshot window not shaded in its own colour")
+	}
+	js, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
+	for _, want := range []string{`"killed_mid_install": true`, `"snapshot_installs"`, `"unresolved": 7`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("summary.json: missing %s", want)
+		}
+	}
+}

@@ -62,7 +62,24 @@ type Summary struct {
 	Elections     int                    `json:"elections"`
 	Leaders       []cluster.LeaderSample `json:"leaders"`
 	Crashes       []cluster.Exit         `json:"unexpected_exits,omitempty"`
-	Warnings      []string               `json:"warnings,omitempty"`
+	// Installs are each node's checkpoint (raft snapshot) installs.
+	Installs map[string]NodeInstalls `json:"snapshot_installs,omitempty"`
+	Warnings []string                `json:"warnings,omitempty"`
+}
+
+// NodeInstalls are one node's checkpoint installs during a run.
+type NodeInstalls struct {
+	// Log totals the install lines of node.log over all the node's
+	// processes (a restart resets the metrics, not the log).
+	Log cluster.InstallLog `json:"log"`
+	// Final are the install metrics of the node's last process, scraped
+	// before it was stopped (bytes reused are only there).
+	Final *cluster.InstallMetrics `json:"final_process_metrics,omitempty"`
+	// Faults counts snapshot-nemesis injections on this node as victim;
+	// KilledMidInstall those whose kill -9 was verified to land mid-install.
+	Faults           int    `json:"snapshot_faults"`
+	KilledMidInstall int    `json:"killed_mid_install"`
+	Error            string `json:"error,omitempty"`
 }
 
 // Skipped is a nemesis that could not run here.

@@ -45,6 +45,8 @@ func faultColor(name string) string {
 		return "#2a9d8f"
 	case name == "transfer":
 		return "#e9c46a"
+	case name == "snapshot":
+		return "#6a4c93"
 	}
 	return "#999999"
 }
