@@ -98,6 +98,11 @@ var All = []Scenario{
 		Name: "pause-transfer-60s", Workload: "bank", Nemesis: "pause,transfer,membership", Duration: 60 * time.Second, Long: true,
 		Doc: "Atomic transfers while nodes are paused, leadership moves and a member is removed, wiped and re-added.",
 	},
+	{
+		Name: "pause-snapshot-60s", Workload: "bank", Nemesis: "pause,snapshot", Duration: 60 * time.Second, Long: true,
+		Doc: "Atomic transfers while nodes are paused and followers are made to install checkpoints and killed " +
+			"mid-install (partitioned with root, killed without).",
+	},
 }
 
 // ByName returns the scenario called name.
