@@ -120,6 +120,7 @@ type Result struct {
 	Partitions     []PartitionResult `json:"partitions,omitempty"`
 	Anomalies      []Anomaly         `json:"anomalies,omitempty"`
 	Counters       []CounterSummary  `json:"counters,omitempty"`
+	Windows        *WindowSummary    `json:"windows,omitempty"`
 	Visualizations []string          `json:"visualizations,omitempty"`
 	Elapsed        time.Duration     `json:"elapsed_ns"`
 }
@@ -158,13 +159,17 @@ type Options struct {
 	VisualizeDir string
 	// Bank describes the bank workload (required for KindBank).
 	Bank BankOptions
+	// Window describes the window workload's table (required for
+	// KindWindow).
+	Window WindowOptions
 }
 
 // Check validates h and runs the checkers for kind:
 //
 //   - register: porcupine with RegisterModel, per key;
 //   - counter: porcupine with CounterModel, per key, and CheckExactlyOnce;
-//   - bank: porcupine with BankModel (one partition) and CheckBankInvariants.
+//   - bank: porcupine with BankModel (one partition) and CheckBankInvariants;
+//   - window: CheckWindows (no porcupine model).
 //
 // The verdict is Illegal if any checker reports an anomaly, else Unknown if
 // porcupine timed out on some partition, else OK.
@@ -193,6 +198,13 @@ func Check(h History, kind Kind, opts Options) (res Result) {
 		}
 		model = BankModel(opts.Bank)
 		res.Anomalies = append(res.Anomalies, CheckBankInvariants(h, opts.Bank)...)
+	case KindWindow:
+		if opts.Window.Size <= 0 {
+			res.Verdict, res.Error = VerdictInvalid, "window workload needs WindowOptions.Size"
+			return res
+		}
+		a, sum := CheckWindows(h, opts.Window)
+		res.Anomalies, res.Windows = append(res.Anomalies, a...), &sum
 	}
 	lin, parts, err := checkPartitions(model, ops, kind, opts)
 	res.Partitions = parts

@@ -23,13 +23,14 @@ const (
 	KindRegister Kind = "register"
 	KindCounter  Kind = "counter"
 	KindBank     Kind = "bank"
+	KindWindow   Kind = "window"
 )
 
 // OpType is the operation a history record describes.
 type OpType string
 
 // Operation types. Register: put, get, cas, delete. Counter: add, read.
-// Bank: transfer, read-all.
+// Bank: transfer, read-all. Window: window-commit, window-read, watch.
 const (
 	OpPut      OpType = "put"
 	OpGet      OpType = "get"
@@ -39,6 +40,13 @@ const (
 	OpRead     OpType = "read"
 	OpTransfer OpType = "transfer"
 	OpReadAll  OpType = "read-all"
+	// OpWindowCommit is one attempt of a producer commit carrying window
+	// events (Events) and a watermark; OpWindowRead reads one key's stored
+	// windows (Windows); OpWatch is one closed window delivered by a watch
+	// stream (Windows holds it, Position its resume token).
+	OpWindowCommit OpType = "window-commit"
+	OpWindowRead   OpType = "window-read"
+	OpWatch        OpType = "watch"
 )
 
 // Outcome is what the client learned about an operation.
@@ -102,6 +110,12 @@ type Op struct {
 	To     string `json:"to,omitempty"`
 	Amount int64  `json:"amount,omitempty"`
 
+	// Window inputs: the events of a window-commit (every attempt of one
+	// (Producer, Epoch, Seq) carries the same events) and the watermark it
+	// sends for its producer's source.
+	Events    []WindowEvent `json:"events,omitempty"`
+	Watermark int64         `json:"watermark,omitempty"`
+
 	// Outputs.
 	//
 	// Found and Result: get's answer (Found=false means not found).
@@ -118,6 +132,17 @@ type Op struct {
 	Total *int64 `json:"total,omitempty"`
 	// Balances: read-all's answer; accounts missing from the map read 0.
 	Balances map[string]int64 `json:"balances,omitempty"`
+	// Window-commit outputs (when ok): Late is how many of the commit's
+	// events the store rejected as late (required), Duplicate whether it
+	// answered from its deduplication state, LogIndex the raft index the
+	// commit was applied at (a duplicate returns the original's).
+	Late      *int64 `json:"late,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	LogIndex  uint64 `json:"log_index,omitempty"`
+	// Windows: a window-read's answer (the key's stored windows), or the
+	// one window a watch delivered; Position is the watch's resume token.
+	Windows  []WindowValue `json:"windows,omitempty"`
+	Position string        `json:"position,omitempty"`
 
 	// Call and Return are monotonic nanoseconds since the start of the
 	// run. For unknown operations Return is when the client gave up; it
@@ -150,7 +175,7 @@ func (o *Op) maybeApplied() bool { return o.Outcome != OutcomeFail }
 // IsWrite reports whether the operation type goes through the Raft log.
 func (t OpType) IsWrite() bool {
 	switch t {
-	case OpPut, OpCAS, OpDelete, OpAdd, OpTransfer:
+	case OpPut, OpCAS, OpDelete, OpAdd, OpTransfer, OpWindowCommit:
 		return true
 	}
 	return false
@@ -164,6 +189,8 @@ func (k Kind) allows(t OpType) bool {
 		return t == OpAdd || t == OpRead
 	case KindBank:
 		return t == OpTransfer || t == OpReadAll
+	case KindWindow:
+		return t == OpWindowCommit || t == OpWindowRead || t == OpWatch
 	}
 	return false
 }
@@ -180,7 +207,7 @@ func Validate(h History, kind Kind, bank BankOptions) error {
 		}
 	}
 	switch kind {
-	case KindRegister, KindCounter, KindBank:
+	case KindRegister, KindCounter, KindBank, KindWindow:
 	default:
 		return fmt.Errorf("unknown workload kind %q", kind)
 	}
@@ -232,6 +259,17 @@ func Validate(h History, kind Kind, bank BankOptions) error {
 				if _, ok := bank.Initial[a]; !ok {
 					bad(i, "read-all returned account %q not in BankOptions.Initial", a)
 				}
+			}
+		case OpWindowCommit:
+			if op.Producer == "" || op.Seq == 0 {
+				bad(i, "window-commit without producer and seq")
+			}
+			if known && op.Late == nil {
+				bad(i, "ok window-commit without late")
+			}
+		case OpWatch:
+			if op.Outcome != OutcomeOK || len(op.Windows) != 1 || op.Position == "" {
+				bad(i, "watch delivery must be ok with one window and a position")
 			}
 		}
 	}
