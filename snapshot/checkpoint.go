@@ -81,7 +81,10 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	m := &p.m
 	m.ID = sink.ID()
 	st := CheckpointStats{ID: m.ID, Index: m.Index, Term: m.Term, PauseTime: p.pause}
+	phase := s.cfg.Now()
+	lap := func(d *time.Duration) { now := s.cfg.Now(); *d, phase = now.Sub(phase), now }
 	idx, term, err := p.take(p.dir)
+	lap(&st.TakeTime)
 	if err != nil {
 		return st, fmt.Errorf("snapshot: checkpoint at %d: %w", m.Index, err)
 	}
@@ -118,6 +121,7 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 		m.StateBytes += size
 	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
+	lap(&st.FilesTime)
 	s.hold(m.Files)
 	defer s.release(m.Files) // after sink.Close: the committed manifest references them
 	for _, f := range m.Files {
@@ -133,6 +137,7 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	if err := syncDir(s.files.dir); err != nil {
 		return st, err
 	}
+	lap(&st.StoreTime)
 	prev := s.latestInstalled()
 	if prev != nil {
 		m.Previous = prev.ID
@@ -163,11 +168,13 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	if err := sink.Close(); err != nil {
 		return st, err
 	}
+	lap(&st.CommitTime)
 	st.Duration = s.cfg.Now().Sub(p.start)
 	st.Files, st.Bytes = len(m.Files), m.StateBytes
 	st.NewFiles, st.NewBytes, st.SharedFiles, st.SharedBytes = m.NewFiles, m.NewBytes, m.SharedFiles, m.SharedBytes
 	s.log.Info("snapshot: checkpoint created", "id", m.ID, "index", m.Index, "state_index", max(m.StateIndex, m.Index), "files", st.Files,
-		"bytes", st.Bytes, "new_bytes", st.NewBytes, "hashed_bytes", st.HashedBytes, "took", st.Duration)
+		"bytes", st.Bytes, "new_bytes", st.NewBytes, "hashed_bytes", st.HashedBytes, "took", st.Duration,
+		"pause", st.PauseTime, "take", st.TakeTime, "files_time", st.FilesTime, "store", st.StoreTime, "commit", st.CommitTime)
 	return st, nil
 }
 

@@ -22,13 +22,18 @@ type CheckpointStats struct {
 	Index, Term uint64
 	Duration    time.Duration // Snapshot start to manifest written
 	PauseTime   time.Duration // part of it on the FSM goroutine (applies blocked)
-	Files       int
-	Bytes       int64
-	NewFiles    int // not in the previous checkpoint
-	NewBytes    int64
-	SharedFiles int
-	SharedBytes int64
-	HashedBytes int64 // bytes read to compute checksums (cache misses)
+	// Where the rest of Duration went, in Persist (applies continue): the
+	// Pebble checkpoint and reading its state index; trimming and
+	// checksumming its files; linking them into the store; committing the
+	// manifest (and retention).
+	TakeTime, FilesTime, StoreTime, CommitTime time.Duration
+	Files                                      int
+	Bytes                                      int64
+	NewFiles                                   int // not in the previous checkpoint
+	NewBytes                                   int64
+	SharedFiles                                int
+	SharedBytes                                int64
+	HashedBytes                                int64 // bytes read to compute checksums (cache misses)
 	// WALTrimmedBytes is the stale tail of recycled WAL files cut from
 	// the checkpoint (see trimWAL).
 	WALTrimmedBytes int64
