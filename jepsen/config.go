@@ -21,7 +21,7 @@ const DefaultNemesis = "all"
 type Config struct {
 	Nodes    int
 	Duration time.Duration
-	Workload string // register, counter, bank
+	Workload string // register, counter, bank, window
 	// Nemesis is a comma-separated list of nemeses and aliases (see
 	// nemesis.Aliases), "none" for none. NemesisExplicit: the user chose
 	// it, so an unavailable nemesis is an error rather than skipped.

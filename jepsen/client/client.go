@@ -355,21 +355,28 @@ func (c *Client) Commit(s *Session, seq uint64, key string, delta int64) (Record
 		return c.finish(&r, linearizability.OutcomeOK, nil), CommitOK
 	}
 	c.prod = c.rng.IntN(len(c.pool.Nodes))
+	outcome, res := commitOutcome(err)
+	return c.finish(&r, outcome, err), res
+}
+
+// commitOutcome classifies the error of a producer commit attempt: what it
+// means for the history and for the session.
+func commitOutcome(err error) (linearizability.Outcome, CommitResult) {
 	switch api.ReasonOf(err) {
 	case api.ReasonFenced, api.ReasonSequenceGap, api.ReasonUnknownProducer:
-		return c.finish(&r, linearizability.OutcomeFail, err), CommitReopen
+		return linearizability.OutcomeFail, CommitReopen
 	case api.ReasonNotLeader, api.ReasonNoLeader:
-		return c.finish(&r, linearizability.OutcomeFail, err), CommitRetry
+		return linearizability.OutcomeFail, CommitRetry
 	}
 	switch status.Code(err) {
 	case codes.InvalidArgument, codes.FailedPrecondition:
-		return c.finish(&r, linearizability.OutcomeFail, err), CommitRejected
+		return linearizability.OutcomeFail, CommitRejected
 	case codes.Unavailable:
 		if m := status.Convert(err).Message(); strings.Contains(m, "connection refused") || strings.Contains(m, "not submitted") {
-			return c.finish(&r, linearizability.OutcomeFail, err), CommitRetry
+			return linearizability.OutcomeFail, CommitRetry
 		}
 	}
-	return c.finish(&r, linearizability.OutcomeUnknown, err), CommitRetry
+	return linearizability.OutcomeUnknown, CommitRetry
 }
 
 // Unrecorded applies ops in one batch outside the history (workload

@@ -1,7 +1,8 @@
 // Package traffic generates the client load of a run: a workload
-// (register, counter, bank) executed by concurrent recording clients at a
-// bounded total rate, each client with its own RNG derived from the run's
-// seed, then the final reads once the cluster has recovered.
+// (register, counter, bank, window) executed by concurrent recording
+// clients at a bounded total rate, each client with its own RNG derived
+// from the run's seed, then the final reads once the cluster has
+// recovered.
 package traffic
 
 import (
@@ -21,15 +22,15 @@ type Config struct {
 	Clients int
 	Rate    float64 // operations per second, all clients together
 	Seed    uint64
-	// Register: number of keys.
+	// Register and window: number of keys.
 	Keys int
 	// Bank: number of accounts and their initial balance.
 	Accounts int
 	Balance  int64
-	// Counter: probability that a client re-sends an acknowledged commit
-	// once more (a reply lost on the way back: the store must answer it as
-	// a duplicate), and that it restarts its producer (registers again,
-	// fencing the old epoch) after an operation.
+	// Counter and window: probability that a client re-sends an
+	// acknowledged commit once more (a reply lost on the way back: the
+	// store must answer it as a duplicate), and that it restarts its
+	// producer (registers again, fencing the old epoch) after an operation.
 	Redeliver float64
 	Restart   float64
 }
@@ -42,9 +43,9 @@ func DefaultConfig(kind linearizability.Kind) Config {
 // Validate reports an unusable configuration.
 func (c Config) Validate() error {
 	switch c.Kind {
-	case linearizability.KindRegister, linearizability.KindCounter, linearizability.KindBank:
+	case linearizability.KindRegister, linearizability.KindCounter, linearizability.KindBank, linearizability.KindWindow:
 	default:
-		return fmt.Errorf("unknown workload %q (register, counter or bank)", c.Kind)
+		return fmt.Errorf("unknown workload %q (register, counter, bank or window)", c.Kind)
 	}
 	if c.Clients < 1 || c.Rate <= 0 || c.Keys < 1 || c.Accounts < 2 || c.Balance < 0 {
 		return fmt.Errorf("traffic: bad config %+v", c)
@@ -72,7 +73,9 @@ type Workload interface {
 // ClientState is a logical client's own state between steps.
 type ClientState struct {
 	Rand    *rand.Rand
-	Session *client.Session // counter
+	Session *client.Session // counter, window
+	// Watermark is the last watermark the client's producer sent (window).
+	Watermark int64
 }
 
 // New returns the workload for cfg.
@@ -85,6 +88,8 @@ func New(cfg Config, nodes []string) (Workload, error) {
 		return newRegister(cfg, nodes), nil
 	case linearizability.KindCounter:
 		return newCounter(cfg, nodes), nil
+	case linearizability.KindWindow:
+		return newWindow(cfg, nodes), nil
 	default:
 		return newBank(cfg, nodes), nil
 	}

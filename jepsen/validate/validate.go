@@ -213,9 +213,9 @@ func contiguousSuffix(entries []raftlog.Entry) []raftlog.Entry {
 // Committed returns the history ids of unknown writes that the committed
 // log shows took effect. For register and bank a write took effect if its
 // request id is in the log (a failed compare-and-set in the log took
-// effect as a no-op, which the models handle). For counter an attempt took
-// effect if some attempt of its (producer, epoch, seq) was applied by the
-// replay of producer sessions. complete says the entries are the whole
+// effect as a no-op, which the models handle). For counter and window an
+// attempt took effect if some attempt of its (producer, epoch, seq) was
+// applied by the replay of producer sessions. complete says the entries are the whole
 // committed log from index 1; if not, the replay runs over the contiguous
 // suffix only, and a session is followed only from a registration found
 // there: a producer registered before the suffix starts is not followed
@@ -223,14 +223,14 @@ func contiguousSuffix(entries []raftlog.Entry) []raftlog.Entry {
 // carries), so none of its attempts is resolved.
 func Committed(h linearizability.History, kind linearizability.Kind, entries []raftlog.Entry, complete bool) map[string]bool {
 	out := map[string]bool{}
-	if kind == linearizability.KindCounter {
+	if kind == linearizability.KindCounter || kind == linearizability.KindWindow {
 		if !complete {
 			entries = contiguousSuffix(entries)
 		}
 		applied := appliedCommits(entries)
 		for i := range h {
 			op := &h[i]
-			if op.Type != linearizability.OpAdd || op.Outcome != linearizability.OutcomeUnknown {
+			if (op.Type != linearizability.OpAdd && op.Type != linearizability.OpWindowCommit) || op.Outcome != linearizability.OutcomeUnknown {
 				continue
 			}
 			id, err := strconv.ParseUint(op.Producer, 10, 64)
