@@ -38,7 +38,13 @@ type Config struct {
 	MaxAppendEntries   int
 	SnapshotInterval   time.Duration
 	SnapshotThreshold  uint64
-	TrailingLogs       uint64
+	// SnapshotBytes: log bytes applied since the newest checkpoint that
+	// trigger a new one (0: off). raft itself counts only entries
+	// (SnapshotThreshold); this trigger is the node's (internal/node
+	// cadence.go) and bounds what a restart reads: raft scans the whole
+	// log after the newest checkpoint before the node can be ready.
+	SnapshotBytes uint64
+	TrailingLogs  uint64
 	// ApplyTimeout bounds queueing a command (not its commit).
 	ApplyTimeout time.Duration
 	// Pipeline enables raft's pipelined replication. Off by default: it
@@ -71,6 +77,7 @@ func DefaultConfig() Config {
 		MaxAppendEntries:   256,
 		SnapshotInterval:   30 * time.Second,
 		SnapshotThreshold:  16384,
+		SnapshotBytes:      64 << 20,
 		TrailingLogs:       10240,
 		ApplyTimeout:       10 * time.Second,
 		LogStore:           LogStoreBolt,

@@ -70,6 +70,7 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 	f.DurationVar(&cfg.Raft.LeaderLeaseTimeout, "leader-lease-timeout", cfg.Raft.LeaderLeaseTimeout, "raft leader lease timeout")
 	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries since the last checkpoint that trigger a new one")
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", cfg.Raft.SnapshotInterval, "how often to check whether a checkpoint is due")
+	f.Uint64Var(&cfg.Raft.SnapshotBytes, "snapshot-bytes", cfg.Raft.SnapshotBytes, "bytes of log entries since the last checkpoint that trigger a new one (bounds the log a restart reads; 0: off)")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a checkpoint for slow followers")
 	f.DurationVar(&cfg.RecoveryTarget, "recovery-target", 0, "take a checkpoint before the estimated log replay of a restart would exceed this (e.g. 10s; 0: only the thresholds above)")
 	f.IntVar(&cfg.RetainCheckpoints, "retain-checkpoints", 2, "how many of the newest checkpoints to keep (pinned ones are kept as well)")

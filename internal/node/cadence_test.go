@@ -1,8 +1,12 @@
 package node
 
 import (
+	"errors"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // fakeMachine is a state machine driven by a fake clock: it applies
@@ -165,5 +169,120 @@ func TestReplayEstimatorWindow(t *testing.T) {
 	e.observe(applySample{at: base.Add(31 * time.Second), applied: 5, busy: 400 * time.Millisecond})
 	if len(e.samples) != 1 {
 		t.Fatalf("after a reset: %d samples", len(e.samples))
+	}
+}
+
+// The trigger by log bytes: a table of byte counts applied between ticks,
+// and the ticks at which the cadence asks for a checkpoint.
+func TestCadenceLogBytesTrigger(t *testing.T) {
+	const MiB = 1 << 20
+	zeros := func(n int) []uint64 { return make([]uint64, n) }
+	retryTicks := int(retryAfter / (250 * time.Millisecond))
+	for _, tc := range []struct {
+		name      string
+		limit     uint64
+		snapErr   error    // what every checkpoint returns
+		writes    []uint64 // bytes applied before each tick
+		wantTaken []int    // ticks at which a checkpoint was asked for
+		wantSince uint64   // log bytes since the newest checkpoint at the end
+	}{
+		{name: "off", limit: 0, writes: []uint64{100 * MiB, 100 * MiB, 100 * MiB}, wantSince: 300 * MiB},
+		{name: "below the limit", limit: 64 * MiB, writes: []uint64{32 * MiB, 31 * MiB, 0, 0}, wantSince: 63 * MiB},
+		{name: "at the limit, then counted afresh", limit: 64 * MiB,
+			writes: []uint64{32 * MiB, 32 * MiB, 32 * MiB, 32 * MiB, MiB}, wantTaken: []int{1, 3}, wantSince: MiB},
+		{name: "one entry larger than the limit", limit: 64 * MiB, writes: []uint64{200 * MiB, 0, 0}, wantTaken: []int{0}},
+		{name: "nothing new to checkpoint: the count is covered", limit: 64 * MiB, snapErr: raft.ErrNothingNewToSnapshot,
+			writes: []uint64{64 * MiB, 0, 0, 0}, wantTaken: []int{0}},
+		{name: "a failed checkpoint is retried after retryAfter, not every tick", limit: 64 * MiB, snapErr: errors.New("disk full"),
+			writes: append([]uint64{64 * MiB}, zeros(retryTicks+1)...), wantTaken: []int{0, retryTicks}, wantSince: 64 * MiB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(1e9, 0)
+			var index, bytes uint64
+			c := newCadence(0, func() time.Time { return now })
+			c.setMaxBytes(tc.limit)
+			if tc.limit > 0 && c.tick != 250*time.Millisecond {
+				t.Fatalf("tick %v with a byte limit", c.tick)
+			}
+			c.applied = func() uint64 { return index }
+			c.busy = func() time.Duration { return 0 }
+			c.bytes = func() uint64 { return bytes }
+			var taken []int
+			tick := 0
+			c.snapshot = func() (string, error) {
+				taken = append(taken, tick)
+				if tc.snapErr != nil {
+					return "", tc.snapErr
+				}
+				c.mark(index, bytes) // what timedFSM.Snapshot does
+				c.checkpointed(index, now, 0)
+				return "id", nil
+			}
+			c.checkpointed(0, now, 0)
+			for tick = range tc.writes {
+				if tc.writes[tick] > 0 {
+					index++
+					bytes += tc.writes[tick]
+				}
+				now = now.Add(250 * time.Millisecond)
+				c.trigger()
+			}
+			if !slices.Equal(taken, tc.wantTaken) {
+				t.Fatalf("checkpoints at ticks %v, want %v", taken, tc.wantTaken)
+			}
+			if got := c.BytesSince(); got != tc.wantSince {
+				t.Fatalf("bytes since the newest checkpoint %d, want %d", got, tc.wantSince)
+			}
+		})
+	}
+}
+
+// Which bytes a checkpoint covers: those applied up to its index, as noted
+// when the state machine was asked for it, not those applied while it was
+// being written.
+func TestCadenceCheckpointCoversBytesUpToItsIndex(t *testing.T) {
+	type op struct {
+		apply      uint64 // apply one entry of this many bytes
+		mark       bool   // the state machine is asked for a checkpoint here
+		checkpoint uint64 // a checkpoint at this index completes (0: none)
+	}
+	for _, tc := range []struct {
+		name      string
+		ops       []op
+		wantSince uint64
+	}{
+		{"entries applied while the checkpoint is written stay counted",
+			[]op{{apply: 10}, {apply: 10, mark: true}, {apply: 5}, {apply: 7}, {checkpoint: 2}}, 12},
+		{"raft's index past the last entry (no-op entries) uses the mark below it",
+			[]op{{apply: 10, mark: true}, {checkpoint: 3}}, 0},
+		{"a checkpoint without a mark (installed, or found at start) covers everything so far",
+			[]op{{apply: 10}, {apply: 10}, {checkpoint: 2}, {apply: 3}}, 3},
+		{"an older checkpoint completing late changes nothing",
+			[]op{{apply: 10, mark: true}, {apply: 10, mark: true}, {checkpoint: 2}, {checkpoint: 1}, {apply: 4}}, 4},
+		{"a mark above the completed checkpoint is kept for its own",
+			[]op{{apply: 10, mark: true}, {apply: 20, mark: true}, {checkpoint: 1}, {apply: 1}, {checkpoint: 2}}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var index, bytes uint64
+			c := newCadence(0, nil)
+			c.setMaxBytes(1 << 30)
+			c.bytes = func() uint64 { return bytes }
+			c.checkpointed(0, time.Now(), 0)
+			for _, o := range tc.ops {
+				if o.apply > 0 {
+					index++
+					bytes += o.apply
+				}
+				if o.mark {
+					c.mark(index, bytes)
+				}
+				if o.checkpoint > 0 {
+					c.checkpointed(o.checkpoint, time.Now(), 0)
+				}
+			}
+			if got := c.BytesSince(); got != tc.wantSince {
+				t.Fatalf("bytes since the newest checkpoint %d, want %d", got, tc.wantSince)
+			}
+		})
 	}
 }

@@ -147,6 +147,7 @@ func Start(cfg Config) (n *Node, err error) {
 	scfg.Extra = checkpointExtra
 	n.registry = prometheus.NewRegistry()
 	n.cadence = newCadence(cfg.RecoveryTarget, nil)
+	n.cadence.setMaxBytes(cfg.Raft.SnapshotBytes)
 	scfg.Metrics = newSnapMetrics(n.registry, n.cadence)
 	if n.Snapshots, err = snapshot.Open(scfg); err != nil {
 		return nil, err
@@ -163,7 +164,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if err := n.catchUpToSnapshot(); err != nil {
 		return nil, err
 	}
-	timed := &timedFSM{FSM: n.FSM}
+	timed := n.cadence.wrap(n.FSM)
 	rc := cfg.Raft
 	rc.NodeID, rc.Dir, rc.RaftAddr, rc.AdvertiseAddr = cfg.NodeID, filepath.Join(cfg.DataDir, "raft"), cfg.RaftAddr, cfg.RaftAdvertise
 	rc.GRPCAddr, rc.Bootstrap, rc.Logger, rc.StreamLayer = grpcAdv, cfg.Bootstrap, n.log, cfg.RaftStream
