@@ -36,6 +36,7 @@ type restartConfig struct {
 	BatchBytes int
 	Loaders    int
 	Restarts   int
+	Nodes      int    // 1: a single-node cluster; 3: restart a follower of three
 	Kill       bool   // SIGKILL instead of SIGTERM before each restart
 	Dir        string // kept afterwards; "" uses a temporary one
 	Bin        string
@@ -45,6 +46,7 @@ type restartConfig struct {
 // restartResult is what `bench restart` measured.
 type restartResult struct {
 	SizeBytes     int64     `json:"size_bytes"`
+	Nodes         int       `json:"nodes"`
 	ValueSize     int       `json:"value_size"`
 	Keys          int64     `json:"keys"`
 	LoadSec       float64   `json:"load_s"`
@@ -58,7 +60,7 @@ type restartResult struct {
 }
 
 func newBenchRestartCmd() *cobra.Command {
-	cfg := restartConfig{ValueSize: 1024, BatchBytes: 2 << 20, Loaders: 4, Restarts: 3}
+	cfg := restartConfig{ValueSize: 1024, BatchBytes: 2 << 20, Loaders: 4, Restarts: 3, Nodes: 1}
 	var size, output string
 	cmd := &cobra.Command{
 		Use:   "restart",
@@ -69,8 +71,12 @@ load --size bytes of values (--value-size each, in batches of about
 --kill) and start it again on the same data, --restarts times. For each
 restart it reports the time from process start to (1) a stale read returning
 the last value, (2) /readyz answering OK, (3) a linearizable read of the
-last value. The data directory is a temporary one, removed afterwards,
-unless --dir is given.`,
+last value. With --nodes 3 it starts a three-node cluster instead, loads
+it, and restarts a follower (a node that is not the leader at the time of
+each restart): the times are then of that node rejoining a healthy cluster
+(reads and /readyz on the restarted node; the linearizable read is sent to
+it and forwarded to the leader). The data directory is a temporary one,
+removed afterwards, unless --dir is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
@@ -83,6 +89,9 @@ unless --dir is given.`,
 			cfg.Size = n
 			if cfg.ValueSize < 1 || cfg.BatchBytes < cfg.ValueSize || cfg.Loaders < 1 || cfg.Restarts < 1 {
 				return errors.New("bench restart: --value-size, --loaders and --restarts must be >= 1 and --batch-bytes >= --value-size")
+			}
+			if cfg.Nodes != 1 && cfg.Nodes != 3 {
+				return errors.New("bench restart: --nodes must be 1 or 3")
 			}
 			if cfg.Bin == "" {
 				if cfg.Bin, err = os.Executable(); err != nil {
@@ -106,6 +115,7 @@ unless --dir is given.`,
 	f.IntVar(&cfg.BatchBytes, "batch-bytes", cfg.BatchBytes, "approximate bytes per load batch")
 	f.IntVar(&cfg.Loaders, "loaders", cfg.Loaders, "concurrent load batches")
 	f.IntVar(&cfg.Restarts, "restarts", cfg.Restarts, "restarts to measure")
+	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "1: restart the node of a single-node cluster; 3: restart a follower of a three-node cluster")
 	f.BoolVar(&cfg.Kill, "kill", false, "stop with SIGKILL (crash) instead of SIGTERM")
 	f.StringVar(&cfg.Dir, "dir", "", "data directory (default: a temporary one, removed afterwards)")
 	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to run the node with (default: this one)")
@@ -135,9 +145,11 @@ func parseSize(s string) (int64, error) {
 	return int64(f * float64(mult)), nil
 }
 
-// restartNode is the single node under test.
+// restartNode is one node of the cluster under test.
 type restartNode struct {
 	cfg              restartConfig
+	id               string
+	bootstrap        string // --bootstrap list
 	dir              string
 	grpc, raft, http string
 	log              string
@@ -159,28 +171,42 @@ func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*re
 		dir = d
 		defer os.RemoveAll(d)
 	}
-	ports, err := freePorts(3)
+	ports, err := freePorts(3 * cfg.Nodes)
 	if err != nil {
 		return nil, err
 	}
-	n := &restartNode{cfg: cfg, dir: filepath.Join(dir, "n1"), log: filepath.Join(dir, "n1.log"),
-		grpc: ports[0], raft: ports[1], http: ports[2]}
-	defer n.stop(syscall.SIGKILL)
-	res := &restartResult{SizeBytes: cfg.Size, ValueSize: cfg.ValueSize, Stop: "sigterm"}
+	nodes := make([]*restartNode, cfg.Nodes)
+	var peers, endpoints []string
+	for i := range nodes {
+		id := fmt.Sprintf("n%d", i+1)
+		nodes[i] = &restartNode{cfg: cfg, id: id, dir: filepath.Join(dir, id), log: filepath.Join(dir, id+".log"),
+			grpc: ports[3*i], raft: ports[3*i+1], http: ports[3*i+2]}
+		peers = append(peers, id+"="+nodes[i].raft)
+		endpoints = append(endpoints, nodes[i].grpc)
+	}
+	for _, n := range nodes {
+		n.bootstrap = strings.Join(peers, ",")
+		defer n.stop(syscall.SIGKILL)
+	}
+	res := &restartResult{SizeBytes: cfg.Size, Nodes: cfg.Nodes, ValueSize: cfg.ValueSize, Stop: "sigterm"}
 	if cfg.Kill {
 		res.Stop = "sigkill"
 	}
-	fmt.Fprintf(log, "starting a node in %s (log %s)\n", dir, n.log)
-	if err := n.start(); err != nil {
-		return nil, err
+	fmt.Fprintf(log, "starting %d node(s) in %s (logs n*.log)\n", cfg.Nodes, dir)
+	for _, n := range nodes {
+		if err := n.start(); err != nil {
+			return nil, err
+		}
 	}
-	c, err := api.NewClient(api.DefaultClientConfig(n.grpc))
+	c, err := api.NewClient(api.DefaultClientConfig(endpoints...))
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if err := n.waitReadyz(ctx); err != nil {
-		return nil, err
+	for _, n := range nodes {
+		if err := n.waitReadyz(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	keys := cfg.Size / int64(cfg.ValueSize)
@@ -199,6 +225,18 @@ func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*re
 		if _, err := c.Put(ctx, latestKey, latest); err != nil {
 			return nil, fmt.Errorf("bench restart: put latest: %w", err)
 		}
+		n, err := pickRestarted(ctx, c, nodes)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Nodes > 1 {
+			// Every node has the latest value before the follower stops.
+			for _, o := range nodes {
+				if err := o.waitStale(ctx, latestKey, latest); err != nil {
+					return nil, err
+				}
+			}
+		}
 		sig := syscall.SIGTERM
 		if cfg.Kill {
 			sig = syscall.SIGKILL
@@ -211,19 +249,68 @@ func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*re
 		if i == 0 {
 			res.DataDirBytes = dirSize(n.dir)
 		}
-		stale, ready, linear, err := n.timeRestart(ctx, c, latestKey, latest)
+		nc, err := api.NewClient(api.DefaultClientConfig(n.grpc))
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(log, "restart %d: stale read %s, /readyz %s, linearizable read %s\n", i+1, fmtDuration(stale), fmtDuration(ready), fmtDuration(linear))
+		stale, ready, linear, err := n.timeRestart(ctx, nc, latestKey, latest)
+		nc.Close()
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(log, "restart %d (%s): stale read %s, /readyz %s, linearizable read %s\n", i+1, n.id, fmtDuration(stale), fmtDuration(ready), fmtDuration(linear))
 		res.StaleReadSec = append(res.StaleReadSec, stale.Seconds())
 		res.ReadyzSec = append(res.ReadyzSec, ready.Seconds())
 		res.LinearReadSec = append(res.LinearReadSec, linear.Seconds())
 	}
-	if err := n.stop(syscall.SIGTERM); err != nil {
-		return nil, err
+	for _, n := range nodes {
+		if err := n.stop(syscall.SIGTERM); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
+}
+
+// pickRestarted returns the node to restart: the only one, or one that is
+// not the leader.
+func pickRestarted(ctx context.Context, c *api.Client, nodes []*restartNode) (*restartNode, error) {
+	if len(nodes) == 1 {
+		return nodes[0], nil
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bench restart: cluster status: %w", err)
+	}
+	for _, n := range nodes {
+		if n.id != st.GetLeaderId() {
+			return n, nil
+		}
+	}
+	return nil, fmt.Errorf("bench restart: no follower (leader %q)", st.GetLeaderId())
+}
+
+// waitStale waits until a stale read on n returns want.
+func (n *restartNode) waitStale(ctx context.Context, key, want []byte) error {
+	c, err := api.NewClient(api.DefaultClientConfig(n.grpc))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		v, _, err := c.Get(ctx, key, api.WithConsistency(pb.Consistency_STALE))
+		if err == nil && string(v.Bytes) == string(want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench restart: %s did not apply the latest value within a minute (last error %v)", n.id, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // restartLoad writes keys values of cfg.ValueSize in batches.
@@ -289,8 +376,8 @@ func (n *restartNode) start() error {
 		return err
 	}
 	defer lf.Close()
-	args := append([]string{"serve", "--node-id", "n1", "--data-dir", n.dir, "--grpc-addr", n.grpc,
-		"--raft-addr", n.raft, "--http-addr", n.http, "--bootstrap", "n1=" + n.raft}, n.cfg.ServeFlags...)
+	args := append([]string{"serve", "--node-id", n.id, "--data-dir", n.dir, "--grpc-addr", n.grpc,
+		"--raft-addr", n.raft, "--http-addr", n.http, "--bootstrap", n.bootstrap}, n.cfg.ServeFlags...)
 	c := exec.Command(n.cfg.Bin, args...)
 	c.Stdout, c.Stderr = lf, lf
 	detach(c)
@@ -455,8 +542,12 @@ func median(xs []float64) float64 {
 }
 
 func printRestart(w io.Writer, r *restartResult) {
-	fmt.Fprintf(w, "restart to ready: %s of state (%d values of %d bytes; data dir %s), stop by %s\n",
-		humanBytes(r.SizeBytes), r.Keys, r.ValueSize, humanBytes(r.DataDirBytes), r.Stop)
+	what := "the node of a single-node cluster"
+	if r.Nodes > 1 {
+		what = fmt.Sprintf("a follower of %d nodes", r.Nodes)
+	}
+	fmt.Fprintf(w, "restart to ready of %s: %s of state (%d values of %d bytes; data dir %s), stop by %s\n",
+		what, humanBytes(r.SizeBytes), r.Keys, r.ValueSize, humanBytes(r.DataDirBytes), r.Stop)
 	fmt.Fprintf(w, "  load                        %.1fs (%.1f MB/s)\n", r.LoadSec, r.LoadMBps)
 	row := func(name string, xs []float64) {
 		parts := make([]string, len(xs))
