@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,7 +62,8 @@ func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
 // the applied-index key, so the last such write among the checkpoint's WAL
 // records (read in log-number order, stopping where Pebble's replay would
 // stop) is the newest; when the WAL holds none, the key is read from the
-// checkpoint opened read-only, which then has nothing to replay.
+// checkpoint opened read-only, which then has nothing to replay. Only the
+// newest WAL that holds a batch is read, and only its last batch decoded.
 func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
 	names, err := fs.List(dir)
 	if err != nil {
@@ -81,19 +83,17 @@ func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
 			wals = append(wals, wal{v, n})
 		}
 	}
-	sort.Slice(wals, func(i, j int) bool { return wals[i].num < wals[j].num })
-	found := false
+	// Newest first: the applied index only grows, so the last batch of the
+	// newest WAL that holds any batch is the answer.
+	sort.Slice(wals, func(i, j int) bool { return wals[i].num > wals[j].num })
 	for _, w := range wals {
 		i, t, ok, err := walApplied(fs, filepath.Join(dir, w.name), w.num)
 		if err != nil {
 			return 0, 0, err
 		}
-		if ok && (!found || i > index) {
-			index, term, found = i, t, true
+		if ok {
+			return i, t, nil
 		}
-	}
-	if found {
-		return index, term, nil
 	}
 	o := PebbleOptions(fs)
 	o.ReadOnly = true
@@ -120,9 +120,11 @@ func decodeApplied(v []byte) (uint64, uint64, error) {
 	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), nil
 }
 
-// walApplied scans one WAL file for the last write of the applied-index
-// key. Like Pebble's replay, it stops at the end of the valid records: a
-// torn or recycled tail ends the log.
+// walApplied returns the applied index that the last batch of one WAL
+// file writes. Like Pebble's replay, it stops at the end of the valid
+// records: a torn or recycled tail ends the log. Only the last batch that
+// writes keys is decoded (every applied batch sets the applied-index key,
+// last); should it not hold the key, every batch of the file is searched.
 func walApplied(fs vfs.FS, path string, num uint64) (index, term uint64, found bool, err error) {
 	f, err := fs.Open(path)
 	if err != nil {
@@ -130,6 +132,42 @@ func walApplied(fs vfs.FS, path string, num uint64) (index, term uint64, found b
 	}
 	defer f.Close()
 	r := newRecordReader(record.NewReader, f, num)
+	var cur, last bytes.Buffer
+	for {
+		rec, err := r.Next()
+		cur.Reset()
+		if err == nil {
+			_, err = cur.ReadFrom(rec)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) || record.IsInvalidRecord(err) {
+				break
+			}
+			return 0, 0, false, fmt.Errorf("fsm: read WAL %s: %w", path, err)
+		}
+		h, ok := batchrepr.ReadHeader(cur.Bytes())
+		if !ok {
+			return 0, 0, false, fmt.Errorf("%w: WAL record of %d bytes in %s", ErrCorruptState, cur.Len(), path)
+		}
+		if h.Count > 0 {
+			cur, last = last, cur
+		}
+	}
+	if last.Len() == 0 {
+		return 0, 0, false, nil
+	}
+	index, term, found, err = batchApplied(last.Bytes())
+	if err != nil || found {
+		return index, term, found, err
+	}
+	// Unexpected: the last batch does not set the applied index. Search
+	// the whole file.
+	g, err := fs.Open(path)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer g.Close()
+	r = newRecordReader(record.NewReader, g, num)
 	for {
 		rec, err := r.Next()
 		var data []byte
@@ -142,25 +180,36 @@ func walApplied(fs vfs.FS, path string, num uint64) (index, term uint64, found b
 			}
 			return 0, 0, false, fmt.Errorf("fsm: read WAL %s: %w", path, err)
 		}
-		if len(data) < batchrepr.HeaderLen {
-			return 0, 0, false, fmt.Errorf("%w: WAL record of %d bytes in %s", ErrCorruptState, len(data), path)
+		i, t, ok, err := batchApplied(data)
+		if err != nil {
+			return 0, 0, false, err
 		}
-		br := batchrepr.Read(data)
-		for {
-			kind, k, v, ok, err := br.Next()
+		if ok {
+			index, term, found = i, t, true
+		}
+	}
+}
+
+// batchApplied returns the applied index a batch writes, if it does.
+func batchApplied(data []byte) (index, term uint64, found bool, err error) {
+	if len(data) < batchrepr.HeaderLen {
+		return 0, 0, false, fmt.Errorf("%w: WAL record of %d bytes", ErrCorruptState, len(data))
+	}
+	br := batchrepr.Read(data)
+	for {
+		kind, k, v, ok, err := br.Next()
+		if err != nil {
+			return 0, 0, false, fmt.Errorf("%w: WAL batch: %v", ErrCorruptState, err)
+		}
+		if !ok {
+			return index, term, found, nil
+		}
+		if kind == pebble.InternalKeyKindSet && string(k) == string(keyApplied) {
+			i, t, err := decodeApplied(v)
 			if err != nil {
-				return 0, 0, false, fmt.Errorf("%w: WAL batch in %s: %v", ErrCorruptState, path, err)
+				return 0, 0, false, err
 			}
-			if !ok {
-				break
-			}
-			if kind == pebble.InternalKeyKindSet && string(k) == string(keyApplied) {
-				i, t, err := decodeApplied(v)
-				if err != nil {
-					return 0, 0, false, err
-				}
-				index, term, found = i, t, true
-			}
+			index, term, found = i, t, true
 		}
 	}
 }

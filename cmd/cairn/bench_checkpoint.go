@@ -512,6 +512,8 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 	defer cancel()
 	var wg sync.WaitGroup
 	var errCount atomic.Int64
+	var errMu sync.Mutex
+	var errSamples []string
 	for g := range cfg.WriteClients {
 		wg.Add(1)
 		go func() {
@@ -522,7 +524,11 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 				_, err := c.Put(lctx, ckptKey(rng.Int64N(keys)), v)
 				if err != nil {
 					if lctx.Err() == nil {
-						errCount.Add(1)
+						if errCount.Add(1) <= 5 {
+							errMu.Lock()
+							errSamples = append(errSamples, fmt.Sprintf("%.3fs: %v", time.Since(start).Seconds(), err))
+							errMu.Unlock()
+						}
 					}
 					continue
 				}
@@ -615,7 +621,7 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 	runT := cfg.WriteDuration - 200*time.Millisecond - warm
 	r.RunLossPct = 100 * (1 - rate(opsIn(warm, warm+runT), runT.Seconds())/r.BaselineOpsSec)
 	if n := errCount.Load(); n > 0 {
-		return r, fmt.Errorf("bench checkpoint: %d write errors under load", n)
+		return r, fmt.Errorf("bench checkpoint: %d write errors under load (first: %s)", n, strings.Join(errSamples, "; "))
 	}
 	return r, nil
 }
