@@ -16,7 +16,10 @@
 //     seq), checked with porcupine ([CounterModel]) per key and by the
 //     accounting checker [CheckExactlyOnce];
 //   - bank: atomic transfers and read-all, checked with porcupine
-//     ([BankModel]) and the invariant checker [CheckBankInvariants].
+//     ([BankModel]) and the invariant checker [CheckBankInvariants];
+//   - window: producer commits of window events, reads of windows and
+//     watch deliveries, checked against the acknowledged input by
+//     [CheckWindows].
 //
 // Failed operations are dropped before model checking. Operations with
 // unknown outcome are given an infinite return time ([InfiniteReturn]) and
