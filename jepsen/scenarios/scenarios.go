@@ -61,6 +61,13 @@ var All = []Scenario{
 			"conflicting-results anomaly.",
 	},
 	{
+		Name: "skip-dedup-window", Workload: "window", Nemesis: "kill,transfer", Faults: "skip-dedup", Duration: 8 * time.Second, Expect: jepsen.ExitAnomaly,
+		Doc: "The same planted bug under the window workload: a redelivered or retried producer commit of window " +
+			"events is applied again. Its events are counted twice in their windows (values are powers of 4 per " +
+			"window, so the checker names each duplicated event), the redelivery is answered as a fresh " +
+			"application at a new index instead of as a duplicate, and the watch delivers the doubled values.",
+	},
+	{
 		Name: "stale-read", Workload: "register", Nemesis: "pause-node", Faults: "stale-read", Duration: 8 * time.Second, Expect: jepsen.ExitAnomaly,
 		Doc: "Linearizable reads are served from local state without a read index. Reads go to a random node, so two " +
 			"in three land on followers, which learn a commit only with the next append (a few ms later) and lag " +
