@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/record"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
 
@@ -199,5 +202,103 @@ func TestCheckpointAppliedSearchesPastForeignBatch(t *testing.T) {
 	idx, term, err := cp.take("/ck")
 	if err != nil || idx != 30 || term != 1 {
 		t.Fatalf("CheckpointApplied = %d, %d, %v; want 30, 1", idx, term, err)
+	}
+}
+
+// With small memtables Pebble recycles WAL files, whose stale tails its
+// checkpoint used to copy. Through walFS every copied WAL ends where its
+// valid records do, and the checkpoints still hold exact prefixes.
+func TestCheckpointCopiesNoRecycledWALTail(t *testing.T) {
+	fs := vfs.NewMem()
+	cp := &captureCheckpointer{}
+	cfg := DefaultConfig("/live")
+	cfg.FS, cfg.Checkpointer = fs, cp
+	cfg.PebbleOptions = func(o *pebble.Options) { o.MemTableSize = 256 << 10 }
+	f, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lg := newLogger()
+	var logs []*raft.Log
+	for i := 0; i < 6000; i++ {
+		logs = append(logs, lg.next(ops(nil, nil, command.Op{Kind: command.OpPut, Key: []byte(fmt.Sprintf("p%d", i%500)), Value: bytes.Repeat([]byte{byte(i)}, 300)})))
+	}
+	checked := 0
+	for i := 0; i < len(logs); i += 5 {
+		f.ApplyBatch(logs[i:min(i+5, len(logs))])
+		if i%500 != 0 || i == 0 {
+			continue
+		}
+		if _, err := f.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+		dir := fmt.Sprintf("/ck-%d", i)
+		idx, _, err := cp.take(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := fs.List(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			num, ok := strings.CutSuffix(n, ".log")
+			if !ok {
+				continue
+			}
+			v, _ := strconv.ParseUint(num, 10, 64)
+			end, size := validEnd(t, fs, filepath.Join(dir, n), v)
+			// A closed WAL ends with an empty end-of-log chunk (11 bytes of
+			// header) that the reader does not count as a record.
+			if size-end > 11 {
+				t.Fatalf("checkpoint at %d: %s has %d bytes past its last record (of %d)", idx, n, size-end, size)
+			}
+			checked++
+		}
+		ref := openWith(t, vfs.NewMem(), "/ref", nil)
+		ref.ApplyBatch(logs[:idx])
+		if err := fs.MkdirAll(dir+"-open", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.Rename(dir, filepath.Join(dir+"-open", "db")); err != nil {
+			t.Fatal(err)
+		}
+		ck := openWith(t, fs, dir+"-open", nil)
+		if ck.AppliedIndex() != idx || !bytes.Equal(dump(t, ck), dump(t, ref)) {
+			t.Fatalf("checkpoint at %d is not the state after %d entries (opens at %d)", idx, idx, ck.AppliedIndex())
+		}
+		ck.Close()
+		ref.Close()
+	}
+	if checked == 0 {
+		t.Fatal("no WAL file was checked")
+	}
+}
+
+// validEnd returns the offset after the last valid record of a WAL file
+// and the file's size.
+func validEnd(t *testing.T, fs vfs.FS, path string, num uint64) (int64, int64) {
+	t.Helper()
+	fl, err := fs.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	st, err := fl.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRecordReader(record.NewReader, fl, num)
+	end := int64(0)
+	for {
+		rec, err := r.Next()
+		if err == nil {
+			_, err = io.Copy(io.Discard, rec)
+		}
+		if err != nil {
+			return end, st.Size()
+		}
+		end = r.Offset()
 	}
 }

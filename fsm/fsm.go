@@ -76,6 +76,7 @@ type FSM struct {
 	log     *slog.Logger
 	applier applier
 	fs      vfs.FS
+	walfs   *walFS // fs, with WAL extents tracked: Pebble runs on it
 
 	mu  sync.RWMutex // guards db and gen against Restore's swap; readers hold RLock
 	db  *pebble.DB
@@ -110,6 +111,7 @@ func Open(cfg Config) (*FSM, error) {
 	if f.fs == nil {
 		f.fs = vfs.Default
 	}
+	f.walfs = newWALFS(f.fs)
 	if f.cfg.Checkpointer == nil {
 		f.cfg.Checkpointer = &FullCheckpointer{FS: f.fs, ScratchDir: filepath.Join(cfg.Dir, "checkpoints")}
 	}
@@ -153,7 +155,10 @@ func PebbleOptions(fs vfs.FS) *pebble.Options {
 }
 
 func (f *FSM) openDB(dir string) (*pebble.DB, error) {
-	o := PebbleOptions(f.fs)
+	// Only the WALs the DB opened now writes are tracked: a name may have
+	// belonged to the DB this one replaces (Restore swaps directories).
+	f.walfs.reset()
+	o := PebbleOptions(f.walfs)
 	if f.cfg.PebbleOptions != nil {
 		f.cfg.PebbleOptions(o)
 	}
