@@ -131,10 +131,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	var trans raft.Transport = n.trans
-	if !cfg.Pipeline {
-		trans = noPipelineTransport{n.trans}
-	}
+	trans := raftTransport(n.trans, cfg.Pipeline)
 	// raft.NewRaft reads every log entry after the last snapshot (looking
 	// for configuration changes) before it returns: seconds for a large
 	// log. Start it in the background so that the node serves stale reads
