@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/record"
@@ -300,5 +301,52 @@ func validEnd(t *testing.T, fs vfs.FS, path string, num uint64) (int64, int64) {
 			return end, st.Size()
 		}
 		end = r.Offset()
+	}
+}
+
+// A checkpoint that had to copy a large WAL starts a memtable flush, so
+// that the next checkpoint copies only what was written since.
+func TestCheckpointFlushesALargeWAL(t *testing.T) {
+	fs := vfs.NewMem()
+	cp := &captureCheckpointer{}
+	f := openWith(t, fs, "/live", cp)
+	defer f.Close()
+	lg := newLogger()
+	val := bytes.Repeat([]byte{'v'}, 64<<10)
+	for i := 0; i < 100; i++ { // ~6.4 MiB in the memtable and WAL
+		applyOne(t, f, lg.next(&command.Command{Type: command.TypeBatch, Batch: &command.Batch{Ops: []command.Op{{Kind: command.OpPut, Key: []byte(fmt.Sprintf("k%d", i)), Value: val}}}}))
+	}
+	if _, err := f.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.take("/ck1"); err != nil {
+		t.Fatal(err)
+	}
+	if w := walBytes(fs, "/ck1"); w < flushAfterCheckpoint {
+		t.Fatalf("first checkpoint copied %d WAL bytes, want a large WAL for this test", w)
+	}
+	// Wait (on a condition) for the flush the checkpoint started.
+	flushed := func() bool {
+		var n int64
+		_ = f.DB(func(db *pebble.DB) error { n = db.Metrics().Flush.Count; return nil })
+		return n > 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !flushed() {
+		if time.Now().After(deadline) {
+			t.Fatal("no flush after a checkpoint with a large WAL")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, not synchronising on time
+	}
+	applyOne(t, f, lg.next(put("after", "x")))
+	if _, err := f.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	idx, _, err := cp.take("/ck2")
+	if err != nil || idx != 101 {
+		t.Fatalf("second checkpoint at %d (%v), want 101", idx, err)
+	}
+	if w := walBytes(fs, "/ck2"); w >= 1<<20 {
+		t.Fatalf("second checkpoint copied %d WAL bytes, want only what was written since the first", w)
 	}
 }
