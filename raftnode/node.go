@@ -131,18 +131,18 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	trans := raftTransport(n.trans, cfg.Pipeline)
+	trans, gate := raftTransport(n.trans, cfg.Pipeline)
 	// raft.NewRaft reads every log entry after the last snapshot (looking
 	// for configuration changes) before it returns: seconds for a large
 	// log. Start it in the background so that the node serves stale reads
 	// from its state machine at once; until raft is up, the node reports
 	// itself as starting and refuses what needs raft with ErrNoLeader.
 	n.startedCh = make(chan struct{})
-	go n.start(rc, sm, logs, trans)
+	go n.start(rc, sm, logs, trans, gate)
 	return n, nil
 }
 
-func (n *Node) start(rc *raft.Config, sm StateMachine, logs raft.LogStore, trans raft.Transport) {
+func (n *Node) start(rc *raft.Config, sm StateMachine, logs raft.LogStore, trans raft.Transport, gate *heartbeatGate) {
 	defer close(n.startedCh)
 	r, err := raft.NewRaft(rc, sm, logs, n.store, n.snaps, trans)
 	if err != nil {
@@ -151,6 +151,7 @@ func (n *Node) start(rc *raft.Config, sm StateMachine, logs raft.LogStore, trans
 		return
 	}
 	n.raft = r
+	gate.setRaft(r)
 	n.obsCh = make(chan raft.Observation, 16)
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
@@ -452,7 +453,7 @@ func (n *Node) Shutdown() error {
 		f := n.raft.Shutdown()
 		// Close the transport as soon as raft is told to stop, not after
 		// it stopped. Requests from peers (votes, pre-votes, heartbeats:
-		// every RPC goes through raft's main loop, see mainLoopHeartbeats)
+		// every RPC but a follower's same-term heartbeats goes through raft's main loop, see gatedHeartbeats)
 		// otherwise wait in the transport for a main loop that has exited,
 		// while raft's Shutdown waits for its own outgoing RPCs — to peers
 		// that may be shutting down the same way. Two nodes stopping

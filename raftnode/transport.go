@@ -1,7 +1,9 @@
 package raftnode
 
 import (
+	"errors"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -43,35 +45,98 @@ func (s *TCPStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (n
 	return d.Dial("tcp", string(addr))
 }
 
-// raftTransport is the transport raft is given: nt with heartbeats handled
-// by raft's main loop (mainLoopHeartbeats) and, unless pipeline is set,
-// without pipelined replication (noPipelineTransport).
-func raftTransport(nt *raft.NetworkTransport, pipeline bool) raft.Transport {
+// raftTransport is the transport raft is given: nt with raft's heartbeat
+// fast path confined to the case where it is safe (gatedHeartbeats) and,
+// unless pipeline is set, without pipelined replication
+// (noPipelineTransport). Set the gate's raft once raft.NewRaft returned;
+// until then no heartbeat takes the fast path.
+func raftTransport(nt *raft.NetworkTransport, pipeline bool) (raft.Transport, *heartbeatGate) {
+	g := &heartbeatGate{}
+	t := gatedHeartbeats{NetworkTransport: nt, gate: g}
 	if pipeline {
-		return mainLoopHeartbeats{nt}
+		return t, g
 	}
-	return noPipelineTransport{mainLoopHeartbeats{nt}}
+	return noPipelineTransport{t}, g
 }
 
-// mainLoopHeartbeats refuses raft's heartbeat fast path. raft.NewRaft
-// installs processHeartbeat as the transport's heartbeat handler, which runs
+// gatedHeartbeats confines raft's heartbeat fast path. raft.NewRaft installs
+// processHeartbeat as the transport's heartbeat handler, which runs
 // appendEntries on the transport's connection goroutine, concurrently with
-// raft's main loop, although appendEntries must only run on the main loop.
-// A heartbeat from a newer leader then sets the term and the follower state
-// while the deposed leader's loop is still dispatching client entries: those
-// are written to the log with the *new* term (dispatchLogs reads the current
-// term) at indexes where the new leader has different entries. Raft detects
-// conflicting entries by term only, so they are never replaced, and the node
-// applies a write that was never committed (a leader resumed from SIGSTOP with
-// client writes queued did exactly this: jepsen bank, seed 11). Without a
-// handler, the transport passes heartbeats to the main loop like every other
-// RPC. The cost: a heartbeat can wait behind a follower's log write, which
-// also counts as contact from the leader.
-type mainLoopHeartbeats struct {
+// raft's main loop, although appendEntries may change the node's term and
+// state. A heartbeat from a newer leader then sets the term and the follower
+// state while a deposed leader's loop is still dispatching client entries:
+// those are written to the log with the *new* term (dispatchLogs reads the
+// current term) at indexes where the new leader has different entries. Raft
+// detects conflicting entries by term only, so they are never replaced, and
+// the node applies a write that was never committed (a leader resumed from
+// SIGSTOP with client writes queued did exactly this: jepsen bank, seed 11).
+//
+// The fast path is still what keeps a leader's lease alive while a
+// follower's main loop is stuck in a slow log write (fsync behind a
+// checkpoint or a compaction on a shared disk); sending every heartbeat
+// through the main loop cost leaderships under load ("leadership lost while
+// committing"). So a heartbeat is handled on the fast path only when it
+// cannot change anything but the time of last contact: this node is a
+// follower and the heartbeat carries its current term. Any other heartbeat
+// is answered with an error, which the leader counts as a failed heartbeat
+// (no contact); the leader's regular AppendEntries, which go through the
+// main loop, carry the new term to a node that is behind. A race between
+// the check and the handler is harmless: a node that meanwhile became a
+// candidate or moved to a newer term has a higher term than the heartbeat,
+// which appendEntries rejects without a change.
+type gatedHeartbeats struct {
 	*raft.NetworkTransport
+	gate *heartbeatGate
 }
 
-func (mainLoopHeartbeats) SetHeartbeatHandler(func(raft.RPC)) {}
+// heartbeatGate decides, per heartbeat, whether raft's handler may run.
+type heartbeatGate struct {
+	raft    atomic.Pointer[raftView]
+	handler atomic.Pointer[func(raft.RPC)]
+}
+
+// raftView is what the gate reads of raft (a *raft.Raft; fakes in tests).
+type raftView struct {
+	r interface {
+		State() raft.RaftState
+		CurrentTerm() uint64
+	}
+}
+
+// errHeartbeatNeedsMainLoop answers a heartbeat the fast path must not take.
+var errHeartbeatNeedsMainLoop = errors.New("raftnode: heartbeat not handled: it could change this node's term or state")
+
+func (t gatedHeartbeats) SetHeartbeatHandler(cb func(raft.RPC)) {
+	if cb == nil {
+		t.gate.handler.Store(nil)
+		t.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	t.gate.handler.Store(&cb)
+	t.NetworkTransport.SetHeartbeatHandler(t.gate.handle)
+}
+
+// setRaft arms the gate with the raft instance whose state it checks.
+func (g *heartbeatGate) setRaft(r interface {
+	State() raft.RaftState
+	CurrentTerm() uint64
+}) {
+	g.raft.Store(&raftView{r})
+}
+
+func (g *heartbeatGate) handle(rpc raft.RPC) {
+	if g.safe(rpc) {
+		(*g.handler.Load())(rpc)
+		return
+	}
+	rpc.Respond(nil, errHeartbeatNeedsMainLoop)
+}
+
+func (g *heartbeatGate) safe(rpc raft.RPC) bool {
+	v, h := g.raft.Load(), g.handler.Load()
+	req, ok := rpc.Command.(*raft.AppendEntriesRequest)
+	return v != nil && h != nil && ok && v.r.State() == raft.Follower && req.Term == v.r.CurrentTerm()
+}
 
 // noPipelineTransport turns off pipelined AppendEntries. hashicorp/raft's
 // pipeline can deadlock after a partition heals (hashicorp/raft#612): the
@@ -80,7 +145,7 @@ func (mainLoopHeartbeats) SetHeartbeatHandler(func(raft.RPC)) {}
 // AppendEntries per follower at a time (still up to MaxAppendEntries
 // entries each).
 type noPipelineTransport struct {
-	mainLoopHeartbeats
+	gatedHeartbeats
 }
 
 func (noPipelineTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {

@@ -3,73 +3,88 @@ package raftnode
 import (
 	"errors"
 	"io"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-// TestHeartbeatsReachRaftMainLoop: the transport raft is given must not
-// take raft's heartbeat fast path. raft installs processHeartbeat with
-// SetHeartbeatHandler; the fast path runs appendEntries on the connection's
-// goroutine, concurrently with raft's main loop, and a heartbeat from a newer
-// leader then lets a deposed leader write its queued client entries with the
-// new leader's term, where raft's conflict check (by term) never replaces
-// them: the node applies writes that were never committed (see
-// mainLoopHeartbeats). A heartbeat must arrive on Consumer(), the main loop's
-// channel, like every other RPC.
-func TestHeartbeatsReachRaftMainLoop(t *testing.T) {
+type fakeRaft struct {
+	state raft.RaftState
+	term  uint64
+}
+
+func (f fakeRaft) State() raft.RaftState { return f.state }
+func (f fakeRaft) CurrentTerm() uint64   { return f.term }
+
+// TestHeartbeatFastPathOnlyWhenSafe: raft's heartbeat handler (what
+// raft.NewRaft installs: processHeartbeat, run on the transport's goroutine)
+// may only run for a follower receiving a heartbeat of its current term.
+// Anything else — a heartbeat that would raise the term or demote a leader
+// or a candidate, or one arriving before raft is up — is answered with an
+// error and never reaches the handler: on the fast path such a heartbeat let
+// a deposed leader log queued writes under the new leader's term, and a node
+// applied a write that was never committed (jepsen bank, seed 11).
+func TestHeartbeatFastPathOnlyWhenSafe(t *testing.T) {
+	cases := []struct {
+		name  string
+		raft  *fakeRaft // nil: raft not started yet
+		term  uint64    // the heartbeat's
+		taken bool
+	}{
+		{"follower, same term", &fakeRaft{raft.Follower, 7}, 7, true},
+		{"follower, newer leader", &fakeRaft{raft.Follower, 6}, 7, false},
+		{"follower, stale leader", &fakeRaft{raft.Follower, 8}, 7, false},
+		{"leader, newer term", &fakeRaft{raft.Leader, 6}, 7, false},
+		{"candidate, same term", &fakeRaft{raft.Candidate, 7}, 7, false},
+		{"raft not started", nil, 7, false},
+	}
 	for _, pipeline := range []bool{false, true} {
-		recv, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		send, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		trans := raftTransport(recv, pipeline)
-		if _, ok := trans.(raft.WithPreVote); !ok {
-			t.Fatalf("pipeline=%v: the transport lost pre-vote", pipeline)
-		}
-		if _, ok := trans.(raft.WithClose); !ok {
-			t.Fatalf("pipeline=%v: the transport lost Close", pipeline)
-		}
-		if _, err := trans.AppendEntriesPipeline("n2", send.LocalAddr()); !pipeline && !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
-			t.Fatalf("pipeline=false: AppendEntriesPipeline = %v, want ErrPipelineReplicationNotSupported", err)
-		}
-
-		fastPath := make(chan struct{}, 1)
-		trans.SetHeartbeatHandler(func(rpc raft.RPC) { // what raft.NewRaft does
-			fastPath <- struct{}{}
-			rpc.Respond(&raft.AppendEntriesResponse{Term: 7, Success: true}, nil)
-		})
-
-		done := make(chan error, 1)
-		go func() {
+		for _, c := range cases {
+			recv, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			send, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			trans, gate := raftTransport(recv, pipeline)
+			if _, ok := trans.(raft.WithPreVote); !ok {
+				t.Fatalf("pipeline=%v: the transport lost pre-vote", pipeline)
+			}
+			if _, ok := trans.(raft.WithClose); !ok {
+				t.Fatalf("pipeline=%v: the transport lost Close", pipeline)
+			}
+			if _, err := trans.AppendEntriesPipeline("n2", send.LocalAddr()); !pipeline && !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+				t.Fatalf("pipeline=false: AppendEntriesPipeline = %v, want ErrPipelineReplicationNotSupported", err)
+			}
+			var handled atomic.Int32
+			trans.SetHeartbeatHandler(func(rpc raft.RPC) { // as raft.NewRaft does
+				handled.Add(1)
+				rpc.Respond(&raft.AppendEntriesResponse{Term: c.term, Success: true}, nil)
+			})
+			if c.raft != nil {
+				gate.setRaft(*c.raft)
+			}
 			hb := &raft.AppendEntriesRequest{
 				RPCHeader: raft.RPCHeader{ID: []byte("n2"), Addr: send.EncodePeer("n2", send.LocalAddr())},
-				Term:      7,
+				Term:      c.term,
 				Leader:    send.EncodePeer("n2", send.LocalAddr()),
 			}
 			var resp raft.AppendEntriesResponse
-			done <- send.AppendEntries("n1", recv.LocalAddr(), hb, &resp)
-		}()
-		select {
-		case rpc := <-recv.Consumer():
-			if _, ok := rpc.Command.(*raft.AppendEntriesRequest); !ok {
-				t.Fatalf("pipeline=%v: got %T on the main loop's channel", pipeline, rpc.Command)
+			err = send.AppendEntries("n1", recv.LocalAddr(), hb, &resp)
+			if c.taken {
+				if err != nil || !resp.Success || handled.Load() != 1 {
+					t.Fatalf("pipeline=%v %s: heartbeat err=%v success=%v handled=%d, want the fast path", pipeline, c.name, err, resp.Success, handled.Load())
+				}
+			} else if err == nil || !strings.Contains(err.Error(), "heartbeat not handled") || handled.Load() != 0 {
+				t.Fatalf("pipeline=%v %s: heartbeat err=%v handled=%d, want refused without running raft's handler", pipeline, c.name, err, handled.Load())
 			}
-			rpc.Respond(&raft.AppendEntriesResponse{Term: 7, Success: true}, nil)
-		case <-fastPath:
-			t.Fatalf("pipeline=%v: a heartbeat was handled on the transport's goroutine (raft's fast path), not by raft's main loop", pipeline)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("pipeline=%v: heartbeat never delivered", pipeline)
+			_ = send.Close()
+			_ = recv.Close()
 		}
-		if err := <-done; err != nil {
-			t.Fatalf("pipeline=%v: heartbeat: %v", pipeline, err)
-		}
-		_ = send.Close()
-		_ = recv.Close()
 	}
 }
