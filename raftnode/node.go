@@ -52,6 +52,7 @@ type Node struct {
 	reading  bool
 	// leaseUntil: unix nanos until which a leader-lease read needs no round.
 	leaseUntil atomic.Int64
+	gate       *heartbeatGate // heartbeat fast path and AppendEntries acks (transport.go)
 
 	startedCh chan struct{} // closed when raft.NewRaft returned
 	startErr  error
@@ -132,6 +133,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		return nil, err
 	}
 	trans, gate := raftTransport(n.trans, cfg.Pipeline)
+	n.gate = gate
 	// raft.NewRaft reads every log entry after the last snapshot (looking
 	// for configuration changes) before it returns: seconds for a large
 	// log. Start it in the background so that the node serves stale reads
@@ -369,7 +371,7 @@ func (n *Node) readIndexLoop() {
 		term := n.readyTerm.Load()
 		start := time.Now()
 		ci := n.raft.CommitIndex()
-		err := n.raft.VerifyLeader().Error()
+		err := n.verifyFresh(start)
 		if err == nil && (term == 0 || n.raft.CurrentTerm() != term) {
 			err = ErrNotReady
 		}
@@ -384,6 +386,52 @@ func (n *Node) readIndexLoop() {
 			ch <- readIndexResult{index: ci, err: err}
 		}
 	}
+}
+
+// verifyFresh confirms leadership as of start. raft's VerifyLeader counts
+// the responses of heartbeats and replication RPCs that were already in
+// flight when it began: after a process pause (SIGSTOP, a long GC or VM
+// stall) those responses can be seconds old, from followers that have
+// since elected another leader, and a deposed leader then "verified" its
+// leadership and served a stale linearizable read (jepsen bank, seed 11: a
+// read sent to the paused old leader was answered when it resumed, missing
+// writes the new leader had acknowledged meanwhile). So the round counts
+// only if a quorum accepted an AppendEntries *sent* at or after start
+// (heartbeatGate.ackedSince); VerifyLeader sends fresh heartbeats at once,
+// so a second round, rarely needed, sees them.
+func (n *Node) verifyFresh(start time.Time) error {
+	for round := 0; round < 3; round++ {
+		if err := n.raft.VerifyLeader().Error(); err != nil {
+			return err
+		}
+		voters, self := n.votersExceptSelf()
+		if n.gate.ackedSince(start, voters)+self >= (len(voters)+self)/2+1 {
+			return nil
+		}
+	}
+	return ErrNotReady
+}
+
+// votersExceptSelf returns the other voters of the latest configuration and
+// 1 if this node is a voter itself.
+func (n *Node) votersExceptSelf() ([]raft.ServerID, int) {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil, 0
+	}
+	var out []raft.ServerID
+	self := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		if s.ID == raft.ServerID(n.cfg.NodeID) {
+			self = 1
+			continue
+		}
+		out = append(out, s.ID)
+	}
+	return out, self
 }
 
 // leaseDuration is how long after the start of a successful leadership

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,7 +52,7 @@ func (s *TCPStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (n
 // (noPipelineTransport). Set the gate's raft once raft.NewRaft returned;
 // until then no heartbeat takes the fast path.
 func raftTransport(nt *raft.NetworkTransport, pipeline bool) (raft.Transport, *heartbeatGate) {
-	g := &heartbeatGate{}
+	g := &heartbeatGate{acks: map[raft.ServerID]time.Time{}}
 	t := gatedHeartbeats{NetworkTransport: nt, gate: g}
 	if pipeline {
 		return t, g
@@ -89,10 +90,43 @@ type gatedHeartbeats struct {
 	gate *heartbeatGate
 }
 
-// heartbeatGate decides, per heartbeat, whether raft's handler may run.
+// heartbeatGate decides, per heartbeat, whether raft's handler may run,
+// and records when each peer last accepted an AppendEntries (heartbeat or
+// replication) that was *sent* by this node, for ackedSince.
 type heartbeatGate struct {
 	raft    atomic.Pointer[raftView]
 	handler atomic.Pointer[func(raft.RPC)]
+
+	mu   sync.Mutex
+	acks map[raft.ServerID]time.Time // send time of the newest successful AppendEntries
+}
+
+// AppendEntries records, for a successful call, when it was sent.
+func (t gatedHeartbeats) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	sent := time.Now()
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil && resp.Success && resp.Term == args.Term {
+		t.gate.mu.Lock()
+		if sent.After(t.gate.acks[id]) {
+			t.gate.acks[id] = sent
+		}
+		t.gate.mu.Unlock()
+	}
+	return err
+}
+
+// ackedSince counts the peers among ids that accepted an AppendEntries sent
+// at or after t.
+func (g *heartbeatGate) ackedSince(t time.Time, ids []raft.ServerID) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if a, ok := g.acks[id]; ok && !a.Before(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // raftView is what the gate reads of raft (a *raft.Raft; fakes in tests).

@@ -88,3 +88,52 @@ func TestHeartbeatFastPathOnlyWhenSafe(t *testing.T) {
 		}
 	}
 }
+
+// The transport records, per peer, when the newest AppendEntries that the
+// peer accepted was sent; a rejected one (another term) does not count.
+// verifyFresh relies on it to ignore responses to RPCs sent before a
+// leadership check began.
+func TestAppendEntriesAcksRecordSendTime(t *testing.T) {
+	recv, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	nt, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trans, gate := raftTransport(nt, false)
+	defer nt.Close()
+	go func() {
+		for rpc := range recv.Consumer() {
+			req := rpc.Command.(*raft.AppendEntriesRequest)
+			rpc.Respond(&raft.AppendEntriesResponse{Term: 5, Success: req.Term == 5}, nil)
+		}
+	}()
+	send := func(term uint64) {
+		t.Helper()
+		var resp raft.AppendEntriesResponse
+		req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("n1")}, Term: term, PrevLogEntry: 1, PrevLogTerm: 1}
+		if err := trans.AppendEntries("n2", recv.LocalAddr(), req, &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := time.Now()
+	send(5)
+	between := time.Now()
+	if n := gate.ackedSince(before, []raft.ServerID{"n2"}); n != 1 {
+		t.Fatalf("ackedSince(before the call) = %d, want 1", n)
+	}
+	if n := gate.ackedSince(between, []raft.ServerID{"n2", "n3"}); n != 0 {
+		t.Fatalf("ackedSince(after the call) = %d, want 0", n)
+	}
+	send(4) // rejected: the peer is in term 5
+	if n := gate.ackedSince(between, []raft.ServerID{"n2"}); n != 0 {
+		t.Fatalf("a rejected AppendEntries counted as an ack")
+	}
+	send(5)
+	if n := gate.ackedSince(between, []raft.ServerID{"n2"}); n != 1 {
+		t.Fatalf("ackedSince after a second accepted call = %d, want 1", n)
+	}
+}
