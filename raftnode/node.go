@@ -395,18 +395,36 @@ func (n *Node) readIndexLoop() {
 // since elected another leader, and a deposed leader then "verified" its
 // leadership and served a stale linearizable read (jepsen bank, seed 11: a
 // read sent to the paused old leader was answered when it resumed, missing
-// writes the new leader had acknowledged meanwhile). So the round counts
-// only if a quorum accepted an AppendEntries *sent* at or after start
-// (heartbeatGate.ackedSince); VerifyLeader sends fresh heartbeats at once,
-// so a second round, rarely needed, sees them.
+// writes the new leader had acknowledged meanwhile). So leadership counts
+// as confirmed only once a quorum has accepted an AppendEntries *sent* at
+// or after start (heartbeatGate.ackedSince): a follower that accepted it
+// then recognised this node's term, so no newer leader had a quorum at
+// start. VerifyLeader is still called first: it sends heartbeats to every
+// follower at once and fails fast on a deposed leader; its fresh acks
+// usually arrive with it or just after (waited for up to a heartbeat
+// timeout, then another round).
 func (n *Node) verifyFresh(start time.Time) error {
 	for round := 0; round < 3; round++ {
 		if err := n.raft.VerifyLeader().Error(); err != nil {
 			return err
 		}
-		voters, self := n.votersExceptSelf()
-		if n.gate.ackedSince(start, voters)+self >= (len(voters)+self)/2+1 {
-			return nil
+		deadline := time.NewTimer(n.cfg.HeartbeatTimeout)
+		for {
+			ch := n.gate.ackNotify()
+			voters, self := n.votersExceptSelf()
+			if n.gate.ackedSince(start, voters)+self >= (len(voters)+self)/2+1 {
+				deadline.Stop()
+				return nil
+			}
+			select {
+			case <-ch:
+				continue
+			case <-deadline.C:
+			case <-n.closed:
+				deadline.Stop()
+				return ErrClosed
+			}
+			break
 		}
 	}
 	return ErrNotReady

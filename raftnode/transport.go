@@ -97,8 +97,19 @@ type heartbeatGate struct {
 	raft    atomic.Pointer[raftView]
 	handler atomic.Pointer[func(raft.RPC)]
 
-	mu   sync.Mutex
-	acks map[raft.ServerID]time.Time // send time of the newest successful AppendEntries
+	mu    sync.Mutex
+	acks  map[raft.ServerID]time.Time // send time of the newest successful AppendEntries
+	ackCh chan struct{}               // closed and replaced on every recorded ack
+}
+
+// ackNotify returns a channel closed at the next recorded ack.
+func (g *heartbeatGate) ackNotify() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ackCh == nil {
+		g.ackCh = make(chan struct{})
+	}
+	return g.ackCh
 }
 
 // AppendEntries records, for a successful call, when it was sent.
@@ -109,6 +120,10 @@ func (t gatedHeartbeats) AppendEntries(id raft.ServerID, target raft.ServerAddre
 		t.gate.mu.Lock()
 		if sent.After(t.gate.acks[id]) {
 			t.gate.acks[id] = sent
+		}
+		if t.gate.ackCh != nil {
+			close(t.gate.ackCh)
+			t.gate.ackCh = nil
 		}
 		t.gate.mu.Unlock()
 	}
