@@ -274,6 +274,12 @@ func (wc *windowCheck) groupCommits() []*wcommit {
 				call: op.Call, ackReturn: InfiniteReturn, failed: true, indexes: map[uint64][]string{}}
 			by[ident] = c
 			out = append(out, c)
+		} else if (!sameEvents(c.events, op.Events) || c.watermark != op.Watermark) && c.failed {
+			// Every earlier attempt failed before reaching the log, so
+			// the sequence number was never used: the client may send
+			// another commit under it (a producer gives up on a commit
+			// that could not be submitted and goes on with its next one).
+			c.events, c.watermark, c.call, c.ids = op.Events, op.Watermark, op.Call, nil
 		} else if !sameEvents(c.events, op.Events) || c.watermark != op.Watermark {
 			wc.report("inputs "+ident, Anomaly{Type: AnomalyConflictingInputs, Ops: []string{c.ids[0], op.ID},
 				Description: fmt.Sprintf("commit %s was sent as %s (id %s) and as %s (id %s): one (producer, epoch, seq) must name one commit",

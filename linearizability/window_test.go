@@ -226,6 +226,24 @@ func TestCheckWindowsPlanted(t *testing.T) {
 	}
 }
 
+// A sequence number whose every attempt failed before reaching the log
+// was never used: another commit under it is not a conflict (seen in CI: a
+// producer gave up on a commit that found no leader and sent its next one
+// with the same seq). Once an attempt may have been applied, it is.
+func TestCheckWindowsSeqReusedAfterDefiniteFailures(t *testing.T) {
+	h := validWindowHistory()
+	h = append(h, wfailed(wcommitOp("c0-9", 0, "1", 1, 2, 50, 0, 17, 18, ev("b", 200, 2))))
+	if res := Check(h, KindWindow, Options{Window: testWindowOpts}); res.Verdict == VerdictIllegal {
+		t.Fatalf("a seq reused after attempts that all failed was flagged: %s", res.Summary())
+	}
+	h = validWindowHistory()
+	h = append(h, wfailed(wcommitOp("c0-9", 0, "1", 1, 2, 50, 0, 32, 33, ev("b", 200, 2))))
+	res := Check(h, KindWindow, Options{Window: testWindowOpts})
+	if res.Verdict != VerdictIllegal || !strings.Contains(res.Summary(), string(AnomalyConflictingInputs)) {
+		t.Fatalf("other inputs after a possibly applied attempt not flagged: %s", res.Summary())
+	}
+}
+
 // Without NoLate, events of a commit acknowledged with late events may or
 // may not be counted.
 func TestCheckWindowsLateTolerated(t *testing.T) {
