@@ -97,11 +97,10 @@ func walBytes(fs vfs.FS, dir string) int64 {
 
 // CheckpointApplied returns the applied index and term recorded in the
 // Pebble checkpoint in dir without opening it: every applied batch sets
-// the applied-index key, so the last such write among the checkpoint's WAL
-// records (read in log-number order, stopping where Pebble's replay would
-// stop) is the newest; when the WAL holds none, the key is read from the
-// checkpoint opened read-only, which then has nothing to replay. Only the
-// newest WAL that holds a batch is read, and only its last batch decoded.
+// the applied-index key, last, so the last batch of the newest WAL that
+// holds any batch names the newest applied entry; only that batch is
+// decoded. When no WAL holds a batch (or, unexpectedly, the last one does
+// not set the key), the key is read from the checkpoint opened read-only.
 func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
 	names, err := fs.List(dir)
 	if err != nil {
@@ -121,17 +120,23 @@ func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
 			wals = append(wals, wal{v, n})
 		}
 	}
-	// Newest first: the applied index only grows, so the last batch of the
-	// newest WAL that holds any batch is the answer.
 	sort.Slice(wals, func(i, j int) bool { return wals[i].num > wals[j].num })
 	for _, w := range wals {
-		i, t, ok, err := walApplied(fs, filepath.Join(dir, w.name), w.num)
+		last, err := lastBatch(fs, filepath.Join(dir, w.name), w.num)
+		if err != nil {
+			return 0, 0, err
+		}
+		if last == nil {
+			continue // no batch in this WAL: look at the older one
+		}
+		i, t, ok, err := batchApplied(last)
 		if err != nil {
 			return 0, 0, err
 		}
 		if ok {
 			return i, t, nil
 		}
+		break // a batch the FSM did not write: let Pebble replay decide
 	}
 	o := PebbleOptions(fs)
 	o.ReadOnly = true
@@ -158,15 +163,14 @@ func decodeApplied(v []byte) (uint64, uint64, error) {
 	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), nil
 }
 
-// walApplied returns the applied index that the last batch of one WAL
-// file writes. Like Pebble's replay, it stops at the end of the valid
-// records: a torn or recycled tail ends the log. Only the last batch that
-// writes keys is decoded (every applied batch sets the applied-index key,
-// last); should it not hold the key, every batch of the file is searched.
-func walApplied(fs vfs.FS, path string, num uint64) (index, term uint64, found bool, err error) {
+// lastBatch returns the last record of one WAL file that writes keys
+// (nil if none). Like Pebble's replay of the newest WAL, it stops at the
+// end of the valid records — a clean end, or a torn or recycled tail —
+// and fails on a corruption the reader confirms.
+func lastBatch(fs vfs.FS, path string, num uint64) ([]byte, error) {
 	f, err := fs.Open(path)
 	if err != nil {
-		return 0, 0, false, err
+		return nil, err
 	}
 	defer f.Close()
 	r := newRecordReader(record.NewReader, f, num)
@@ -177,55 +181,24 @@ func walApplied(fs vfs.FS, path string, num uint64) (index, term uint64, found b
 		if err == nil {
 			_, err = cur.ReadFrom(rec)
 		}
+		if errors.Is(err, io.EOF) || errors.Is(err, record.ErrUnexpectedEOF) {
+			break
+		}
 		if err != nil {
-			if errors.Is(err, io.EOF) || record.IsInvalidRecord(err) {
-				break
-			}
-			return 0, 0, false, fmt.Errorf("fsm: read WAL %s: %w", path, err)
+			return nil, fmt.Errorf("fsm: read WAL %s: %w", path, err)
 		}
 		h, ok := batchrepr.ReadHeader(cur.Bytes())
 		if !ok {
-			return 0, 0, false, fmt.Errorf("%w: WAL record of %d bytes in %s", ErrCorruptState, cur.Len(), path)
+			return nil, fmt.Errorf("%w: WAL record of %d bytes in %s", ErrCorruptState, cur.Len(), path)
 		}
 		if h.Count > 0 {
 			cur, last = last, cur
 		}
 	}
 	if last.Len() == 0 {
-		return 0, 0, false, nil
+		return nil, nil
 	}
-	index, term, found, err = batchApplied(last.Bytes())
-	if err != nil || found {
-		return index, term, found, err
-	}
-	// Unexpected: the last batch does not set the applied index. Search
-	// the whole file.
-	g, err := fs.Open(path)
-	if err != nil {
-		return 0, 0, false, err
-	}
-	defer g.Close()
-	r = newRecordReader(record.NewReader, g, num)
-	for {
-		rec, err := r.Next()
-		var data []byte
-		if err == nil {
-			data, err = io.ReadAll(rec)
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) || record.IsInvalidRecord(err) {
-				return index, term, found, nil
-			}
-			return 0, 0, false, fmt.Errorf("fsm: read WAL %s: %w", path, err)
-		}
-		i, t, ok, err := batchApplied(data)
-		if err != nil {
-			return 0, 0, false, err
-		}
-		if ok {
-			index, term, found = i, t, true
-		}
-	}
+	return last.Bytes(), nil
 }
 
 // batchApplied returns the applied index a batch writes, if it does.

@@ -183,8 +183,8 @@ func TestCheckpointRefusedAfterRestore(t *testing.T) {
 }
 
 // A last WAL batch that does not set the applied index (not something the
-// FSM writes, but possible for a write made beside it) sends the search
-// through every batch of the file.
+// FSM writes, but possible for a write made beside it) makes
+// CheckpointApplied read the key from the checkpoint opened read-only.
 func TestCheckpointAppliedSearchesPastForeignBatch(t *testing.T) {
 	fs := vfs.NewMem()
 	cp := &captureCheckpointer{}
