@@ -91,7 +91,7 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	if idx < m.Index {
 		return st, fmt.Errorf("%w: checkpoint holds index %d, below the snapshot index %d", ErrCorrupt, idx, m.Index)
 	}
-	if idx != m.Index || term != m.Term {
+	if idx > m.Index {
 		m.StateIndex, m.StateTerm = idx, term
 	}
 	ents, err := os.ReadDir(p.dir)
@@ -172,7 +172,8 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	st.Duration = s.cfg.Now().Sub(p.start)
 	st.Files, st.Bytes = len(m.Files), m.StateBytes
 	st.NewFiles, st.NewBytes, st.SharedFiles, st.SharedBytes = m.NewFiles, m.NewBytes, m.SharedFiles, m.SharedBytes
-	s.log.Info("snapshot: checkpoint created", "id", m.ID, "index", m.Index, "state_index", max(m.StateIndex, m.Index), "files", st.Files,
+	stateIndex, _ := m.State()
+	s.log.Info("snapshot: checkpoint created", "id", m.ID, "index", m.Index, "state_index", stateIndex, "files", st.Files,
 		"bytes", st.Bytes, "new_bytes", st.NewBytes, "hashed_bytes", st.HashedBytes, "took", st.Duration,
 		"pause", st.PauseTime, "take", st.TakeTime, "files_time", st.FilesTime, "store", st.StoreTime, "commit", st.CommitTime)
 	return st, nil

@@ -105,37 +105,34 @@ func (p *prehasher) hash(path string) {
 	if !ok {
 		return
 	}
-	p.files.mu.Lock()
-	_, known := p.files.cache[key]
-	p.files.mu.Unlock()
-	if known {
-		return
-	}
-	sum, n, err := hashFile(path)
-	if err != nil || n != fi.Size() {
+	if _, _, _, err := p.files.checksum(path, true); err != nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	// Deleted while it was being hashed: its inode may be reused.
-	if fi2, err := os.Stat(path); err != nil || !os.SameFile(fi, fi2) {
+	if fi2, err := os.Stat(path); err == nil && os.SameFile(fi, fi2) {
+		p.byPath[path] = key // deleted() drops the sum when Pebble deletes the table
 		return
 	}
-	p.byPath[path] = key
-	p.files.remember(key, sum)
+	// Deleted while it was being hashed, before deleted() could know of
+	// it: drop the sum now (its inode may be reused).
+	p.forget(key)
 }
 
-// deleted drops the cached sum of a table Pebble deleted, unless the store
-// holds a link to the same inode (then the inode cannot be reused and the
-// entry stays true).
+// deleted drops the cached sum of a table Pebble deleted.
 func (p *prehasher) deleted(path string) {
 	p.mu.Lock()
 	key, ok := p.byPath[path]
 	delete(p.byPath, path)
 	p.mu.Unlock()
-	if !ok {
-		return
+	if ok {
+		p.forget(key)
 	}
+}
+
+// forget drops the cached sum of key unless the store holds a link to the
+// same inode (then the inode cannot be reused and the entry stays true).
+func (p *prehasher) forget(key fileKey) {
 	p.files.mu.Lock()
 	defer p.files.mu.Unlock()
 	sum, ok := p.files.cache[key]
