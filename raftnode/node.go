@@ -408,23 +408,24 @@ func (n *Node) verifyFresh(start time.Time) error {
 		if err := n.raft.VerifyLeader().Error(); err != nil {
 			return err
 		}
+		voters, self := n.votersExceptSelf()
+		quorum := (len(voters)+self)/2 + 1
 		deadline := time.NewTimer(n.cfg.HeartbeatTimeout)
+	wait:
 		for {
 			ch := n.gate.ackNotify()
-			voters, self := n.votersExceptSelf()
-			if n.gate.ackedSince(start, voters)+self >= (len(voters)+self)/2+1 {
+			if n.gate.ackedSince(start, voters)+self >= quorum {
 				deadline.Stop()
 				return nil
 			}
 			select {
 			case <-ch:
-				continue
 			case <-deadline.C:
+				break wait
 			case <-n.closed:
 				deadline.Stop()
 				return ErrClosed
 			}
-			break
 		}
 	}
 	return ErrNotReady
@@ -518,23 +519,22 @@ func (n *Node) Shutdown() error {
 		n.raft.DeregisterObserver(n.observer)
 		f := n.raft.Shutdown()
 		// Close the transport as soon as raft is told to stop, not after
-		// it stopped. Requests from peers (votes, pre-votes, heartbeats:
-		// every RPC but a follower's same-term heartbeats goes through raft's main loop, see gatedHeartbeats)
-		// otherwise wait in the transport for a main loop that has exited,
-		// while raft's Shutdown waits for its own outgoing RPCs — to peers
-		// that may be shutting down the same way. Two nodes stopping
-		// together then each waited for the other until the RPC timeout
-		// (10 s; seen at the end of jepsen runs). A closed transport
-		// answers those requests with an error at once.
-		if cerr := n.trans.Close(); cerr != nil {
-			n.log.Warn("raft: closing transport", "err", cerr)
+		// it stopped. Requests from peers (votes, pre-votes, and every
+		// heartbeat but a follower's same-term ones go through raft's main
+		// loop, see gatedHeartbeats) otherwise wait in the transport for a
+		// main loop that has exited, while raft's Shutdown waits for its
+		// own outgoing RPCs — to peers that may be shutting down the same
+		// way. Two nodes stopping together then each waited for the other
+		// until the RPC timeout (10 s; seen at the end of jepsen runs). A
+		// closed transport answers those requests with an error at once.
+		err = n.trans.Close()
+		if serr := f.Error(); serr != nil {
+			err = serr
 		}
-		err = f.Error()
+	} else {
+		err = n.trans.Close()
 	}
 	n.wg.Wait()
-	if cerr := n.trans.Close(); err == nil {
-		err = cerr
-	}
 	if cerr := n.store.Close(); err == nil {
 		err = cerr
 	}
