@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +17,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/cairn-db/cairn/api"
 	pb "github.com/cairn-db/cairn/api/cairnpb"
@@ -183,111 +177,6 @@ The data directory is temporary unless --dir is given.`,
 	return cmd
 }
 
-// benchProc is one `cairn serve` process of the benchmark cluster.
-type benchProc struct {
-	id, dir, log     string
-	grpc, raft, http string
-	cmd              *exec.Cmd
-	done             chan struct{}
-}
-
-func (p *benchProc) start(bin string, args ...string) error {
-	lf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
-	all := append([]string{"serve", "--node-id", p.id, "--data-dir", p.dir, "--grpc-addr", p.grpc,
-		"--raft-addr", p.raft, "--http-addr", p.http}, args...)
-	c := exec.Command(bin, all...)
-	c.Stdout, c.Stderr = lf, lf
-	detach(c)
-	if err := c.Start(); err != nil {
-		return fmt.Errorf("bench checkpoint: start %s: %w", p.id, err)
-	}
-	p.cmd, p.done = c, make(chan struct{})
-	go func() { _ = c.Wait(); close(p.done) }()
-	return nil
-}
-
-func (p *benchProc) stop() {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(time.Minute):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.cmd = nil
-}
-
-// metric reads one counter or gauge (summed over label sets) from /metrics.
-func (p *benchProc) metric(ctx context.Context, name string) (float64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.http+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if !strings.HasPrefix(l, name) || len(l) == len(name) || (l[len(name)] != ' ' && l[len(name)] != '{') {
-			continue
-		}
-		if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum, sc.Err()
-}
-
-// localStatus asks one node for its own status.
-func (p *benchProc) localStatus(ctx context.Context) (*pb.NodeStatus, error) {
-	cc, err := grpc.NewClient(p.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	st, err := pb.NewClusterClient(cc).Status(ctx, &pb.StatusRequest{Local: true})
-	if err != nil {
-		return nil, err
-	}
-	if len(st.GetNodes()) != 1 {
-		return nil, errors.New("local status without a node")
-	}
-	return st.GetNodes()[0], nil
-}
-
-func waitUntil(ctx context.Context, what string, d time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(d)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("bench checkpoint: %s: not within %v (last error: %v)", what, d, last)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 func ckptKey(i int64) []byte { return fmt.Appendf(nil, "bench/ckpt/%012d", i) }
 
 func randomValue(rng *rand.Rand, n int) []byte {
@@ -342,43 +231,24 @@ func loadKeys(ctx context.Context, c *api.Client, cfg ckptBenchConfig, n int64, 
 }
 
 func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckptBenchResult, error) {
-	dir := cfg.Dir
-	if dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-	} else {
-		d, err := os.MkdirTemp("", "cairn-bench-checkpoint-")
-		if err != nil {
-			return nil, err
-		}
-		dir = d
-		if !cfg.Keep {
-			defer os.RemoveAll(d)
-		}
-	}
-	ports, err := freePorts(12)
+	dir, removeDir, err := benchDataDir(cfg.Dir, "cairn-bench-checkpoint-", cfg.Keep)
 	if err != nil {
 		return nil, err
 	}
-	var nodes []*benchProc
-	var peers []string
-	for i := range 4 {
-		p := &benchProc{id: fmt.Sprintf("n%d", i+1), grpc: ports[3*i], raft: ports[3*i+1], http: ports[3*i+2]}
-		p.dir, p.log = filepath.Join(dir, p.id), filepath.Join(dir, p.id+".log")
-		nodes = append(nodes, p)
-		if i < 3 {
-			peers = append(peers, p.id+"="+p.raft)
-		}
+	defer removeDir()
+	// n1..n3 the cluster, n4 the fresh node of the catch-up measurement.
+	nodes, err := layoutBenchProcs(dir, 4)
+	if err != nil {
+		return nil, err
 	}
 	defer func() {
 		for _, p := range nodes {
-			p.stop()
+			_ = p.stop(syscall.SIGTERM)
 		}
 	}()
 	serveArgs := append([]string{"--snapshot-threshold", "1000000000000", "--trailing-logs", strconv.Itoa(cfg.TrailingLogs)}, cfg.ServeFlags...)
 	for _, p := range nodes[:3] {
-		if err := p.start(cfg.Bin, append([]string{"--bootstrap", strings.Join(peers, ",")}, serveArgs...)...); err != nil {
+		if err := p.start(cfg.Bin, append([]string{"--bootstrap", bootstrapList(nodes[:3])}, serveArgs...)...); err != nil {
 			return nil, err
 		}
 	}
@@ -713,7 +583,7 @@ func ckptCatchUpOnce(ctx context.Context, c *api.Client, cfg ckptBenchConfig, le
 	}
 	r := &ckptCatchUpRound{FollowerLast: max(fs.GetLastIndex(), fs.GetAppliedIndex())}
 	fmt.Fprintf(log, "catch-up: stopping follower %s at index %d\n", follower.id, r.FollowerLast)
-	follower.stop()
+	_ = follower.stop(syscall.SIGTERM)
 	fmt.Fprintf(log, "  overwriting %d random keys (%.1f%%)...\n", churn, 100*float64(churn)/float64(keys))
 	if err := loadKeys(ctx, c, cfg, churn, func(int64) int64 { return rng.Int64N(keys) }); err != nil {
 		return nil, err

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -147,46 +146,27 @@ func parseSize(s string) (int64, error) {
 
 // restartNode is one node of the cluster under test.
 type restartNode struct {
-	cfg              restartConfig
-	id               string
-	bootstrap        string // --bootstrap list
-	dir              string
-	grpc, raft, http string
-	log              string
-	cmd              *exec.Cmd
-	done             chan struct{}
+	*benchProc
+	cfg       restartConfig
+	bootstrap string // --bootstrap list
 }
 
 func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*restartResult, error) {
-	dir := cfg.Dir
-	if dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-	} else {
-		d, err := os.MkdirTemp("", "cairn-bench-restart-")
-		if err != nil {
-			return nil, err
-		}
-		dir = d
-		defer os.RemoveAll(d)
+	dir, removeDir, err := benchDataDir(cfg.Dir, "cairn-bench-restart-", false)
+	if err != nil {
+		return nil, err
 	}
-	ports, err := freePorts(3 * cfg.Nodes)
+	defer removeDir()
+	procs, err := layoutBenchProcs(dir, cfg.Nodes)
 	if err != nil {
 		return nil, err
 	}
 	nodes := make([]*restartNode, cfg.Nodes)
-	var peers, endpoints []string
-	for i := range nodes {
-		id := fmt.Sprintf("n%d", i+1)
-		nodes[i] = &restartNode{cfg: cfg, id: id, dir: filepath.Join(dir, id), log: filepath.Join(dir, id+".log"),
-			grpc: ports[3*i], raft: ports[3*i+1], http: ports[3*i+2]}
-		peers = append(peers, id+"="+nodes[i].raft)
-		endpoints = append(endpoints, nodes[i].grpc)
-	}
-	for _, n := range nodes {
-		n.bootstrap = strings.Join(peers, ",")
-		defer n.stop(syscall.SIGKILL)
+	var endpoints []string
+	for i, p := range procs {
+		nodes[i] = &restartNode{benchProc: p, cfg: cfg, bootstrap: bootstrapList(procs)}
+		endpoints = append(endpoints, p.grpc)
+		defer p.stop(syscall.SIGKILL)
 	}
 	res := &restartResult{SizeBytes: cfg.Size, Nodes: cfg.Nodes, ValueSize: cfg.ValueSize, Stop: "sigterm"}
 	if cfg.Kill {
@@ -296,21 +276,10 @@ func (n *restartNode) waitStale(ctx context.Context, key, want []byte) error {
 		return err
 	}
 	defer c.Close()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	return waitUntil(ctx, n.id+" to apply the latest value", time.Minute, func() (bool, error) {
 		v, _, err := c.Get(ctx, key, api.WithConsistency(pb.Consistency_STALE))
-		if err == nil && string(v.Bytes) == string(want) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("bench restart: %s did not apply the latest value within a minute (last error %v)", n.id, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+		return err == nil && string(v.Bytes) == string(want), err
+	})
 }
 
 // restartLoad writes keys values of cfg.ValueSize in batches.
@@ -371,42 +340,7 @@ func restartLoad(ctx context.Context, c *api.Client, cfg restartConfig, keys int
 }
 
 func (n *restartNode) start() error {
-	lf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
-	args := append([]string{"serve", "--node-id", n.id, "--data-dir", n.dir, "--grpc-addr", n.grpc,
-		"--raft-addr", n.raft, "--http-addr", n.http, "--bootstrap", n.bootstrap}, n.cfg.ServeFlags...)
-	c := exec.Command(n.cfg.Bin, args...)
-	c.Stdout, c.Stderr = lf, lf
-	detach(c)
-	if err := c.Start(); err != nil {
-		return fmt.Errorf("bench restart: start node: %w", err)
-	}
-	n.cmd, n.done = c, make(chan struct{})
-	go func() { _ = c.Wait(); close(n.done) }()
-	return nil
-}
-
-// stop signals the node and waits for it to exit; after a minute it kills it.
-func (n *restartNode) stop(sig syscall.Signal) error {
-	if n.cmd == nil {
-		return nil
-	}
-	defer func() { n.cmd = nil }()
-	_ = n.cmd.Process.Signal(sig)
-	select {
-	case <-n.done:
-	case <-time.After(time.Minute):
-		_ = n.cmd.Process.Kill()
-		<-n.done
-		return fmt.Errorf("bench restart: node did not stop within a minute of %v (see %s)", sig, n.log)
-	}
-	if sig == syscall.SIGTERM && !n.cmd.ProcessState.Success() {
-		return fmt.Errorf("bench restart: node exited with %v after SIGTERM (see %s)", n.cmd.ProcessState, n.log)
-	}
-	return nil
+	return n.benchProc.start(n.cfg.Bin, append([]string{"--bootstrap", n.bootstrap}, n.cfg.ServeFlags...)...)
 }
 
 func (n *restartNode) waitReadyz(ctx context.Context) error {

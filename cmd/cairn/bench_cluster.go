@@ -1,0 +1,182 @@
+package main
+
+// What `bench restart` and `bench checkpoint` share: clusters of
+// `cairn serve` processes on free ports in a benchmark data directory.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/cairn-db/cairn/api/cairnpb"
+)
+
+// benchDataDir returns dir, created if missing, or else a new temporary
+// directory that done removes unless keep.
+func benchDataDir(dir, tmpPrefix string, keep bool) (_ string, done func(), err error) {
+	if dir != "" {
+		return dir, func() {}, os.MkdirAll(dir, 0o755)
+	}
+	d, err := os.MkdirTemp("", tmpPrefix)
+	if err != nil {
+		return "", nil, err
+	}
+	if keep {
+		return d, func() {}, nil
+	}
+	return d, func() { os.RemoveAll(d) }, nil
+}
+
+// benchProc is one `cairn serve` process slot of a benchmark cluster; its
+// ports and data dir survive restarts.
+type benchProc struct {
+	id, dir, log     string
+	grpc, raft, http string
+	cmd              *exec.Cmd
+	done             chan struct{}
+}
+
+// layoutBenchProcs lays out n process slots n1..nN in dir on free ports,
+// without starting them.
+func layoutBenchProcs(dir string, n int) ([]*benchProc, error) {
+	ports, err := freePorts(3 * n)
+	if err != nil {
+		return nil, err
+	}
+	procs := make([]*benchProc, n)
+	for i := range procs {
+		p := &benchProc{id: fmt.Sprintf("n%d", i+1), grpc: ports[3*i], raft: ports[3*i+1], http: ports[3*i+2]}
+		p.dir, p.log = filepath.Join(dir, p.id), filepath.Join(dir, p.id+".log")
+		procs[i] = p
+	}
+	return procs, nil
+}
+
+// bootstrapList is the --bootstrap value that makes procs one cluster.
+func bootstrapList(procs []*benchProc) string {
+	peers := make([]string, len(procs))
+	for i, p := range procs {
+		peers[i] = p.id + "=" + p.raft
+	}
+	return strings.Join(peers, ",")
+}
+
+// start runs `cairn serve` (bin) on p's ports and data dir, with args
+// after those, its output appended to p.log.
+func (p *benchProc) start(bin string, args ...string) error {
+	lf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	all := append([]string{"serve", "--node-id", p.id, "--data-dir", p.dir, "--grpc-addr", p.grpc,
+		"--raft-addr", p.raft, "--http-addr", p.http}, args...)
+	c := exec.Command(bin, all...)
+	c.Stdout, c.Stderr = lf, lf
+	detach(c)
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("bench: start %s: %w", p.id, err)
+	}
+	p.cmd, p.done = c, make(chan struct{})
+	go func() { _ = c.Wait(); close(p.done) }()
+	return nil
+}
+
+// stop signals the process and waits for it to exit; after a minute it
+// kills it. A process that does not exit cleanly after SIGTERM is an
+// error too.
+func (p *benchProc) stop(sig syscall.Signal) error {
+	if p.cmd == nil {
+		return nil
+	}
+	defer func() { p.cmd = nil }()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("bench: %s did not stop within a minute of %v (see %s)", p.id, sig, p.log)
+	}
+	if sig == syscall.SIGTERM && !p.cmd.ProcessState.Success() {
+		return fmt.Errorf("bench: %s exited with %v after SIGTERM (see %s)", p.id, p.cmd.ProcessState, p.log)
+	}
+	return nil
+}
+
+// metric reads one counter or gauge (summed over label sets) from /metrics.
+func (p *benchProc) metric(ctx context.Context, name string) (float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.http+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, name) || len(l) == len(name) || (l[len(name)] != ' ' && l[len(name)] != '{') {
+			continue
+		}
+		if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
+
+// localStatus asks one node for its own status.
+func (p *benchProc) localStatus(ctx context.Context) (*pb.NodeStatus, error) {
+	cc, err := grpc.NewClient(p.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := pb.NewClusterClient(cc).Status(ctx, &pb.StatusRequest{Local: true})
+	if err != nil {
+		return nil, err
+	}
+	if len(st.GetNodes()) != 1 {
+		return nil, errors.New("local status without a node")
+	}
+	return st.GetNodes()[0], nil
+}
+
+// waitUntil polls cond every 20 ms until it holds, for at most d.
+func waitUntil(ctx context.Context, what string, d time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(d)
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: %s: not within %v (last error: %v)", what, d, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
