@@ -102,8 +102,15 @@ type limiter struct {
 	interval time.Duration
 }
 
-// wait blocks until the caller's slot; false when stop closed first.
+// wait blocks until the caller's slot; false once stop is closed, even if
+// the slot has come too (select would pick either at random, and a step
+// started after stop could reuse the seq an abandoned commit left unused).
 func (l *limiter) wait(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return false
+	default:
+	}
 	l.mu.Lock()
 	now := time.Now()
 	if l.next.Before(now) {

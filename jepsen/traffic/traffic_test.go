@@ -39,3 +39,17 @@ func TestValidate(t *testing.T) {
 		t.Fatal("probability 2 accepted")
 	}
 }
+
+// Once stop is closed no step may start, even when the limiter is behind
+// and the slot is due at once: a Step that left its commit on stop keeps
+// the session at the seq it did not consume.
+func TestLimiterStopsAfterStop(t *testing.T) {
+	l := &limiter{interval: 0}
+	stop := make(chan struct{})
+	close(stop)
+	for i := 0; i < 1000; i++ {
+		if l.wait(stop) {
+			t.Fatalf("wait %d returned true after stop", i)
+		}
+	}
+}
