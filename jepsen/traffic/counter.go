@@ -15,8 +15,9 @@ import (
 // duplicate is attributed exactly (linearizability/README.md).
 const perKey = 31
 
-// maxAttempts of one increment before the client gives up on it and
-// restarts its producer (a new epoch fences the abandoned attempts).
+// maxAttempts of one commit (counter, window) before the client gives up
+// on it and restarts its producer (a new epoch fences the abandoned
+// attempts).
 const maxAttempts = 6
 
 // counter: exactly-once increments through producer sessions. Each client
@@ -57,21 +58,35 @@ func (w *counter) Step(c *client.Client, st *ClientState, stop <-chan struct{}) 
 	}
 	m := w.next.Add(1) - 1
 	key, delta := CounterKey(m)
+	commitNext(w.cfg, st, stop, func(s *client.Session, seq uint64) client.CommitResult {
+		_, res := c.Commit(s, seq, key, delta)
+		return res
+	})
+}
+
+// commitNext sends the next commit of st.Session (seq one past the last
+// acknowledged) with send, retrying the same seq until its outcome is
+// known. Acknowledged: the session moves on; with probability
+// cfg.Redeliver the commit is sent once more (a reply lost on the way
+// back: the store must answer it as a duplicate), and with probability
+// cfg.Restart the producer restarts (a new epoch). Fenced or rejected, or
+// still unknown after maxAttempts: the session is dropped, so the next step
+// registers again and the new epoch fences the abandoned attempts. When
+// stop closes the commit is left unknown: the run is over.
+func commitNext(cfg Config, st *ClientState, stop <-chan struct{}, send func(s *client.Session, seq uint64) client.CommitResult) {
 	s := st.Session
 	seq := s.Seq + 1
 	for attempt := 0; ; attempt++ {
-		_, res := c.Commit(s, seq, key, delta)
-		switch res {
+		switch send(s, seq) {
 		case client.CommitOK:
 			s.Seq = seq
-			if st.Rand.Float64() < w.cfg.Redeliver {
-				// The reply was "lost": send the same (epoch, seq) again.
-				if _, r := c.Commit(s, seq, key, delta); r == client.CommitReopen {
+			if st.Rand.Float64() < cfg.Redeliver {
+				if send(s, seq) == client.CommitReopen {
 					st.Session = nil
 				}
 			}
-			if st.Rand.Float64() < w.cfg.Restart {
-				st.Session = nil // the operator restarts: a new epoch
+			if st.Rand.Float64() < cfg.Restart {
+				st.Session = nil
 			}
 			return
 		case client.CommitReopen, client.CommitRejected:
@@ -79,12 +94,12 @@ func (w *counter) Step(c *client.Client, st *ClientState, stop <-chan struct{}) 
 			return
 		}
 		if attempt+1 == maxAttempts {
-			st.Session = nil // give up on this increment; its fate is in the log
+			st.Session = nil // give up on this commit; its fate is in the log
 			return
 		}
 		select {
 		case <-stop:
-			return // leave it unknown: the run is over
+			return
 		case <-time.After(time.Duration(50+st.Rand.IntN(100)) * time.Millisecond): // backoff before the retry
 		}
 	}

@@ -184,38 +184,10 @@ func (w *windowed) Step(c *client.Client, st *ClientState, stop <-chan struct{})
 	st.Watermark = max(st.Watermark, now-windowDisorder.Milliseconds())
 	evs := w.events(st.Rand, now, st.Watermark, 1+st.Rand.IntN(3))
 	wm := st.Watermark
-	s := st.Session
-	seq := s.Seq + 1
-	for attempt := 0; ; attempt++ {
+	commitNext(w.cfg, st, stop, func(s *client.Session, seq uint64) client.CommitResult {
 		_, res := c.WindowCommit(s, seq, WindowTable, windowSource, evs, wm)
-		switch res {
-		case client.CommitOK:
-			s.Seq = seq
-			if st.Rand.Float64() < w.cfg.Redeliver {
-				// The reply was "lost": send the same (epoch, seq) again;
-				// the store must answer it as a duplicate.
-				if _, r := c.WindowCommit(s, seq, WindowTable, windowSource, evs, wm); r == client.CommitReopen {
-					st.Session = nil
-				}
-			}
-			if st.Rand.Float64() < w.cfg.Restart {
-				st.Session = nil // the operator restarts: a new epoch
-			}
-			return
-		case client.CommitReopen, client.CommitRejected:
-			st.Session = nil
-			return
-		}
-		if attempt+1 == maxAttempts {
-			st.Session = nil // give up on this commit; its fate is in the log
-			return
-		}
-		select {
-		case <-stop:
-			return // leave it unknown: the run is over
-		case <-time.After(time.Duration(50+st.Rand.IntN(100)) * time.Millisecond): // backoff before the retry
-		}
-	}
+		return res
+	})
 }
 
 // Final fences every producer (a registration: no attempt still in flight
