@@ -585,7 +585,13 @@ func ckptCatchUpOnce(ctx context.Context, c *api.Client, cfg ckptBenchConfig, le
 	fmt.Fprintf(log, "catch-up: stopping follower %s at index %d\n", follower.id, r.FollowerLast)
 	_ = follower.stop(syscall.SIGTERM)
 	fmt.Fprintf(log, "  overwriting %d random keys (%.1f%%)...\n", churn, 100*float64(churn)/float64(keys))
-	if err := loadKeys(ctx, c, cfg, churn, func(int64) int64 { return rng.Int64N(keys) }); err != nil {
+	// The keys are drawn here: loadKeys calls idx from its loaders'
+	// goroutines, and rng is not safe for concurrent use.
+	picks := make([]int64, churn)
+	for i := range picks {
+		picks[i] = rng.Int64N(keys)
+	}
+	if err := loadKeys(ctx, c, cfg, churn, func(k int64) int64 { return picks[k] }); err != nil {
 		return nil, err
 	}
 	for {
