@@ -19,7 +19,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-db/cairn/api"
-	pb "github.com/cairn-db/cairn/api/cairnpb"
 )
 
 // ckptBenchConfig is one `cairn bench checkpoint` run.
@@ -179,57 +178,6 @@ The data directory is temporary unless --dir is given.`,
 
 func ckptKey(i int64) []byte { return fmt.Appendf(nil, "bench/ckpt/%012d", i) }
 
-func randomValue(rng *rand.Rand, n int) []byte {
-	v := make([]byte, n)
-	for j := 0; j < n; j += 8 {
-		x := rng.Uint64()
-		for b := 0; b < 8 && j+b < n; b++ {
-			v[j+b] = byte(x >> (8 * b))
-		}
-	}
-	return v
-}
-
-// loadKeys writes the keys idx(0..n-1) with random values in batches.
-func loadKeys(ctx context.Context, c *api.Client, cfg ckptBenchConfig, n int64, idx func(int64) int64) error {
-	per := int64(max(1, cfg.BatchBytes/cfg.ValueSize))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make([]error, cfg.Loaders)
-	for g := range cfg.Loaders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(g), uint64(time.Now().UnixNano())))
-			for ctx.Err() == nil {
-				lo := next.Add(per) - per
-				if lo >= n {
-					return
-				}
-				ops := make([]*pb.Op, 0, per)
-				for k := lo; k < min(lo+per, n); k++ {
-					ops = append(ops, api.PutOp(ckptKey(idx(k)), randomValue(rng, cfg.ValueSize)))
-				}
-				for {
-					_, err := c.Batch(ctx, ops...)
-					if err == nil {
-						break
-					}
-					if !errors.Is(err, api.ErrUnknownOutcome) { // puts of fixed values: retry an unknown outcome
-						errs[g] = err
-						return
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return ctx.Err()
-}
-
 func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckptBenchResult, error) {
 	dir, removeDir, err := benchDataDir(cfg.Dir, "cairn-bench-checkpoint-", cfg.Keep)
 	if err != nil {
@@ -286,7 +234,7 @@ func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckp
 		keys := size / int64(cfg.ValueSize)
 		fmt.Fprintf(log, "loading to %s (%d keys)...\n", humanBytes(size), keys)
 		t0 := time.Now()
-		if err := loadKeys(ctx, c, cfg, keys-loaded, func(k int64) int64 { return loaded + k }); err != nil {
+		if err := loadValues(ctx, c, cfg.Loaders, cfg.BatchBytes, cfg.ValueSize, keys-loaded, func(k int64) []byte { return ckptKey(loaded + k) }, nil); err != nil {
 			return res, fmt.Errorf("bench checkpoint: load: %w", err)
 		}
 		fmt.Fprintf(log, "  loaded %s in %s\n", humanBytes((keys-loaded)*int64(cfg.ValueSize)), fmtDuration(time.Since(t0)))
@@ -585,13 +533,13 @@ func ckptCatchUpOnce(ctx context.Context, c *api.Client, cfg ckptBenchConfig, le
 	fmt.Fprintf(log, "catch-up: stopping follower %s at index %d\n", follower.id, r.FollowerLast)
 	_ = follower.stop(syscall.SIGTERM)
 	fmt.Fprintf(log, "  overwriting %d random keys (%.1f%%)...\n", churn, 100*float64(churn)/float64(keys))
-	// The keys are drawn here: loadKeys calls idx from its loaders'
+	// The keys are drawn here: loadValues calls key from its loaders'
 	// goroutines, and rng is not safe for concurrent use.
 	picks := make([]int64, churn)
 	for i := range picks {
 		picks[i] = rng.Int64N(keys)
 	}
-	if err := loadKeys(ctx, c, cfg, churn, func(k int64) int64 { return picks[k] }); err != nil {
+	if err := loadValues(ctx, c, cfg.Loaders, cfg.BatchBytes, cfg.ValueSize, churn, func(k int64) []byte { return ckptKey(picks[k]) }, nil); err != nil {
 		return nil, err
 	}
 	for {

@@ -8,18 +8,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/cairn-db/cairn/api"
 	pb "github.com/cairn-db/cairn/api/cairnpb"
 )
 
@@ -179,4 +184,77 @@ func waitUntil(ctx context.Context, what string, d time.Duration, cond func() (b
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+func randomValue(rng *rand.Rand, n int) []byte {
+	v := make([]byte, n)
+	for j := 0; j < n; j += 8 {
+		x := rng.Uint64()
+		for b := 0; b < 8 && j+b < n; b++ {
+			v[j+b] = byte(x >> (8 * b))
+		}
+	}
+	return v
+}
+
+// loadValues writes n random values of valueSize bytes under key(0..n-1),
+// in batches of about batchBytes, loaders batches at a time. A batch whose
+// outcome is unknown is sent again (puts of the same values). With a
+// progress writer it reports the keys written every 10 s.
+func loadValues(ctx context.Context, c *api.Client, loaders, batchBytes, valueSize int, n int64,
+	key func(int64) []byte, progress io.Writer) error {
+	per := int64(max(1, batchBytes/valueSize))
+	var next, written atomic.Int64
+	if progress != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(10 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					fmt.Fprintf(progress, "  %d / %d keys\n", written.Load(), n)
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, loaders)
+	for g := range loaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), uint64(time.Now().UnixNano())))
+			for ctx.Err() == nil {
+				lo := next.Add(per) - per
+				if lo >= n {
+					return
+				}
+				hi := min(lo+per, n)
+				ops := make([]*pb.Op, 0, hi-lo)
+				for k := lo; k < hi; k++ {
+					ops = append(ops, api.PutOp(key(k), randomValue(rng, valueSize)))
+				}
+				for {
+					_, err := c.Batch(ctx, ops...)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, api.ErrUnknownOutcome) {
+						errs[g] = err
+						return
+					}
+				}
+				written.Add(hi - lo)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return ctx.Err()
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -14,8 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -193,7 +190,8 @@ func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*re
 	res.Keys = keys
 	fmt.Fprintf(log, "loading %d keys of %d bytes (%s)...\n", keys, cfg.ValueSize, humanBytes(cfg.Size))
 	t0 := time.Now()
-	if err := restartLoad(ctx, c, cfg, keys, log); err != nil {
+	key := func(k int64) []byte { return fmt.Appendf(nil, "bench/restart/%012d", k) }
+	if err := loadValues(ctx, c, cfg.Loaders, cfg.BatchBytes, cfg.ValueSize, keys, key, log); err != nil {
 		return nil, fmt.Errorf("bench restart: load: %w", err)
 	}
 	res.LoadSec = time.Since(t0).Seconds()
@@ -280,63 +278,6 @@ func (n *restartNode) waitStale(ctx context.Context, key, want []byte) error {
 		v, _, err := c.Get(ctx, key, api.WithConsistency(pb.Consistency_STALE))
 		return err == nil && string(v.Bytes) == string(want), err
 	})
-}
-
-// restartLoad writes keys values of cfg.ValueSize in batches.
-func restartLoad(ctx context.Context, c *api.Client, cfg restartConfig, keys int64, log io.Writer) error {
-	per := int64(max(1, cfg.BatchBytes/cfg.ValueSize))
-	var next, written atomic.Int64
-	var wg sync.WaitGroup
-	errs := make([]error, cfg.Loaders)
-	stop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				fmt.Fprintf(log, "  %d / %d keys\n", written.Load(), keys)
-			}
-		}
-	}()
-	defer close(stop)
-	for g := range cfg.Loaders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(g), uint64(time.Now().UnixNano())))
-			for ctx.Err() == nil {
-				lo := next.Add(per) - per
-				if lo >= keys {
-					return
-				}
-				hi := min(lo+per, keys)
-				ops := make([]*pb.Op, 0, hi-lo)
-				for k := lo; k < hi; k++ {
-					v := make([]byte, cfg.ValueSize)
-					for j := 0; j < len(v); j += 8 {
-						x := rng.Uint64()
-						for b := 0; b < 8 && j+b < len(v); b++ {
-							v[j+b] = byte(x >> (8 * b))
-						}
-					}
-					ops = append(ops, api.PutOp(fmt.Appendf(nil, "bench/restart/%012d", k), v))
-				}
-				if _, err := c.Batch(ctx, ops...); err != nil {
-					errs[g] = err
-					return
-				}
-				written.Add(hi - lo)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return ctx.Err()
 }
 
 func (n *restartNode) start() error {
