@@ -91,19 +91,30 @@ func identifiable(incs []*increment) []*increment {
 	return sorted
 }
 
-// decode writes T in the mixed radix given by sorted deltas: counts[i] is
-// how many times sorted[i] is contained, rest is what no combination
-// explains (T mod smallest delta). Exact as long as each increment applied
-// fewer than delta[i+1]/delta[i] times.
+// decode is decodeValues over the deltas of sorted (from identifiable).
 func decode(total int64, sorted []*increment) (counts []int64, rest int64) {
-	counts = make([]int64, len(sorted))
-	rest = total % sorted[0].delta
-	for i := range sorted {
+	deltas := make([]int64, len(sorted))
+	for i, inc := range sorted {
+		deltas[i] = inc.delta
+	}
+	return decodeValues(total, deltas)
+}
+
+// decodeValues writes total in the mixed radix of values (ascending, each
+// dividing the next): counts[i] is how many times values[i] is contained,
+// rest what no combination explains (total mod the smallest value). Exact
+// as long as each value is contained fewer than values[i+1]/values[i]
+// times. The counter checker decodes a read's total over the key's deltas,
+// the window checker a window's value over its events' values.
+func decodeValues(total int64, values []int64) (counts []int64, rest int64) {
+	counts = make([]int64, len(values))
+	rest = total % values[0]
+	for i := range values {
 		v := total
-		if i+1 < len(sorted) {
-			v = total % sorted[i+1].delta
+		if i+1 < len(values) {
+			v = total % values[i+1]
 		}
-		counts[i] = v / sorted[i].delta
+		counts[i] = v / values[i]
 	}
 	return counts, rest
 }

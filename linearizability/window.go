@@ -686,22 +686,6 @@ func (wc *windowCheck) checkWatch(watches []int, closedBy, maxWM int64) {
 	}
 }
 
-// decodeValues writes total in the mixed radix of values (ascending, each
-// dividing the next): counts[i] is how many times values[i] is contained,
-// rest what no combination explains.
-func decodeValues(total int64, values []int64) (counts []int64, rest int64) {
-	counts = make([]int64, len(values))
-	rest = total % values[0]
-	for i := range values {
-		v := total
-		if i+1 < len(values) {
-			v = total % values[i+1]
-		}
-		counts[i] = v / values[i]
-	}
-	return counts, rest
-}
-
 func sameEvents(a, b []WindowEvent) bool {
 	if len(a) != len(b) {
 		return false
