@@ -274,14 +274,13 @@ func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckp
 		if err != nil {
 			return res, err
 		}
-		sum0, _ := leader.metric(ctx, "cairn_checkpoint_pause_seconds_sum")
-		n0, _ := leader.metric(ctx, "cairn_checkpoint_pause_seconds_count")
+		const pauseSum, pauseCount = "cairn_checkpoint_pause_seconds_sum", "cairn_checkpoint_pause_seconds_count"
+		m0, _ := leader.metrics(ctx, pauseSum, pauseCount)
 		lr, err := ckptWriteLoad(ctx, c, cfg, loaded, create)
 		if lr != nil {
-			sum1, _ := leader.metric(ctx, "cairn_checkpoint_pause_seconds_sum")
-			n1, _ := leader.metric(ctx, "cairn_checkpoint_pause_seconds_count")
-			if n1 > n0 {
-				lr.MeanPauseSec = (sum1 - sum0) / (n1 - n0)
+			m1, _ := leader.metrics(ctx, pauseSum, pauseCount)
+			if m1[pauseCount] > m0[pauseCount] {
+				lr.MeanPauseSec = (m1[pauseSum] - m0[pauseSum]) / (m1[pauseCount] - m0[pauseCount])
 			}
 		}
 		res.Load = lr
@@ -446,6 +445,14 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 	return r, nil
 }
 
+// A node's checkpoint install metrics (internal/node/checkpoints.go).
+const (
+	metricInstalls     = "cairn_checkpoint_installs_total"
+	metricBytesFetched = "cairn_checkpoint_install_bytes_fetched_total"
+	metricBytesReused  = "cairn_checkpoint_install_bytes_reused_total"
+	metricInstallSec   = "cairn_checkpoint_install_duration_seconds_sum"
+)
+
 // ckptCatchUp measures a follower's catch-up through checkpoints twice:
 // the first time its files are all its own (built by its own applies,
 // which never match the leader's byte for byte), the second time it holds
@@ -507,12 +514,11 @@ func ckptCatchUp(ctx context.Context, c *api.Client, cfg ckptBenchConfig, nodes 
 		return r, err
 	}
 	r.FullCatchUpSec = time.Since(t0).Seconds()
-	full, err := fresh.metric(ctx, "cairn_checkpoint_install_bytes_fetched_total")
+	m, err := fresh.metrics(ctx, metricBytesFetched, metricInstallSec)
 	if err != nil {
 		return r, err
 	}
-	r.FullBytesFetched = int64(full)
-	r.FullInstallSec, _ = fresh.metric(ctx, "cairn_checkpoint_install_duration_seconds_sum")
+	r.FullBytesFetched, r.FullInstallSec = int64(m[metricBytesFetched]), m[metricInstallSec]
 	fmt.Fprintf(log, "  fresh node caught up in %s: fetched %s\n", fmtDuration(time.Since(t0)), humanBytes(r.FullBytesFetched))
 	if err := c.RemoveNode(ctx, fresh.id); err != nil {
 		return r, err
@@ -586,17 +592,15 @@ func ckptCatchUpOnce(ctx context.Context, c *api.Client, cfg ckptBenchConfig, le
 		return r, err
 	}
 	r.CatchUpSec = time.Since(t0).Seconds()
-	fetched, err := follower.metric(ctx, "cairn_checkpoint_install_bytes_fetched_total")
+	m, err := follower.metrics(ctx, metricBytesFetched, metricBytesReused, metricInstalls, metricInstallSec)
 	if err != nil {
 		return r, err
 	}
-	reused, _ := follower.metric(ctx, "cairn_checkpoint_install_bytes_reused_total")
-	installs, _ := follower.metric(ctx, "cairn_checkpoint_installs_total")
-	if installs == 0 {
+	fetched := m[metricBytesFetched]
+	if m[metricInstalls] == 0 {
 		return r, fmt.Errorf("bench checkpoint: %s caught up without installing a checkpoint (log not truncated?)", follower.id)
 	}
-	r.BytesFetched, r.BytesReused = int64(fetched), int64(reused)
-	r.InstallSec, _ = follower.metric(ctx, "cairn_checkpoint_install_duration_seconds_sum")
+	r.BytesFetched, r.BytesReused, r.InstallSec = int64(fetched), int64(m[metricBytesReused]), m[metricInstallSec]
 	r.FetchedPct = 100 * fetched / float64(r.StateBytes)
 	fmt.Fprintf(log, "  caught up in %s: fetched %s, reused %s (%.1f%% of the state fetched)\n", fmtDuration(time.Since(t0)),
 		humanBytes(r.BytesFetched), humanBytes(r.BytesReused), r.FetchedPct)

@@ -4,7 +4,6 @@ package main
 // `cairn serve` processes on free ports in a benchmark data directory.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/cairn-db/cairn/api"
 	pb "github.com/cairn-db/cairn/api/cairnpb"
+	"github.com/cairn-db/cairn/jepsen/cluster"
 )
 
 // benchDataDir returns dir, created if missing, or else a new temporary
@@ -121,27 +120,19 @@ func (p *benchProc) stop(sig syscall.Signal) error {
 	return nil
 }
 
-// metric reads one counter or gauge (summed over label sets) from /metrics.
-func (p *benchProc) metric(ctx context.Context, name string) (float64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.http+"/metrics", nil)
+// metrics reads the named counters and gauges from p's /metrics in one
+// scrape, each summed over its label sets (0 when absent).
+func (p *benchProc) metrics(ctx context.Context, names ...string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.http+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if !strings.HasPrefix(l, name) || len(l) == len(name) || (l[len(name)] != ' ' && l[len(name)] != '{') {
-			continue
-		}
-		if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum, sc.Err()
+	return cluster.ParseMetrics(resp.Body, names...)
 }
 
 // localStatus asks one node for its own status.
