@@ -148,7 +148,10 @@ The data directory is temporary unless --dir is given.`,
 			res, err := runCkptBench(cmd.Context(), cfg, cmd.ErrOrStderr())
 			if res != nil {
 				if output == "json" {
-					_ = printJSON(cmd.OutOrStdout(), res)
+					// e.g. a NaN rate (no baseline time between checkpoints)
+					if perr := printJSON(cmd.OutOrStdout(), res); perr != nil && err == nil {
+						err = fmt.Errorf("bench checkpoint: %w", perr)
+					}
 				} else {
 					printCkptBench(cmd.OutOrStdout(), res)
 				}
