@@ -463,24 +463,13 @@ const (
 // transfer.
 func ckptCatchUp(ctx context.Context, c *api.Client, cfg ckptBenchConfig, nodes []*benchProc, keys int64, serveArgs []string,
 	create func() (*api.CreatedCheckpoint, time.Duration, error), log io.Writer) (*ckptCatchUpResult, error) {
-	st, err := c.Status(ctx)
+	leader, err := benchLeader(ctx, c, nodes[:3])
 	if err != nil {
 		return nil, err
 	}
-	var follower, leader *benchProc
-	for _, n := range st.GetNodes() {
-		for _, p := range nodes[:3] {
-			if p.id == n.GetId() {
-				if n.GetRole() == "leader" {
-					leader = p
-				} else if follower == nil {
-					follower = p
-				}
-			}
-		}
-	}
-	if follower == nil || leader == nil {
-		return nil, errors.New("bench checkpoint: no leader and follower in the status")
+	follower := nodes[0]
+	if follower == leader {
+		follower = nodes[1]
 	}
 	r := &ckptCatchUpResult{ChurnKeys: int64(cfg.Churn * float64(keys))}
 	rng := rand.New(rand.NewPCG(3, 4))
