@@ -213,7 +213,7 @@ func run(ctx context.Context, c config) error {
 					return fmt.Errorf("%s on %s: %w", w.id, s.name, err)
 				}
 				logf("%-10s %-8s round %d: %10.0f/s p50 %7.2fms p99 %7.2fms CPU/unit server %6.1fµs client %6.1fµs settle %.1fs errors %d",
-					w.id, s.name, r+1, w.rate(res), res.P50Ms, res.P99Ms, w.cpuPerUnit(res), w.clientCPUPerUnit(res), res.SettleSec, res.Errors)
+					w.id, s.name, r+1, w.rate(res), res.P50Ms, res.P99Ms, w.perUnit(res, res.ServerCPUSec), w.perUnit(res, res.ClientCPUSec), res.SettleSec, res.Errors)
 				if res.Errors > 0 {
 					return fmt.Errorf("%s on %s: %d errors, first: %s", w.id, s.name, res.Errors, res.FirstErr)
 				}
@@ -464,21 +464,14 @@ type Result struct {
 	SettleSec float64 `json:"settle_s"`
 }
 
-// cpuPerUnit is server CPU microseconds per counted unit (request or update).
-func (w workload) cpuPerUnit(r *Result) float64 {
+// perUnit is cpuSec (r.ServerCPUSec or r.ClientCPUSec) in microseconds per
+// counted unit (request or update).
+func (w workload) perUnit(r *Result, cpuSec float64) float64 {
 	units := w.rate(r) * r.Seconds
 	if units <= 0 {
 		return 0
 	}
-	return r.ServerCPUSec * 1e6 / units
-}
-
-func (w workload) clientCPUPerUnit(r *Result) float64 {
-	units := w.rate(r) * r.Seconds
-	if units <= 0 {
-		return 0
-	}
-	return r.ClientCPUSec * 1e6 / units
+	return cpuSec * 1e6 / units
 }
 
 type runResult struct {
@@ -754,7 +747,7 @@ func summarize(w workload, rs []runResult, sys string) summary {
 		s.rates = append(s.rates, w.rate(&rr))
 		p50s = append(p50s, r.P50Ms)
 		p99s = append(p99s, r.P99Ms)
-		cpus = append(cpus, w.cpuPerUnit(&rr))
+		cpus = append(cpus, w.perUnit(&rr, rr.ServerCPUSec))
 	}
 	s.n = len(s.rates)
 	s.rate, s.p50, s.p99, s.cpu = median(s.rates), median(p50s), median(p99s), median(cpus)
@@ -1078,14 +1071,8 @@ func extraRows(c config, systems []*system) []string {
 				b.WriteString(" – | | | |")
 			}
 		}
-		for range systems[1:] {
-			b.WriteString(" – |")
-		}
-		b.WriteString(" – |")
-		for _, s := range systems[1:] {
-			_ = s
-			b.WriteString(" – |")
-		}
+		// None of the other systems' ratio and met? columns, nor the target.
+		b.WriteString(strings.Repeat(" – |", 2*len(systems)-1))
 		return b.String()
 	}
 	var rows []string
