@@ -66,7 +66,7 @@ type latencySumm struct {
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure throughput and latency against a running cluster (see also: bench restart)",
+		Short: "Measure throughput and latency against a running cluster (see also: bench restart, bench checkpoint)",
 	}
 	cmd.AddCommand(newBenchLoadCmd("write"), newBenchLoadCmd("read"), newBenchLoadCmd("commit"), newBenchRestartCmd(), newBenchCheckpointCmd())
 	return cmd
