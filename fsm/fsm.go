@@ -68,6 +68,14 @@ type Checkpointer interface {
 	Restore(r io.Reader, dir string) error
 }
 
+// BaseRestorer is a Checkpointer that can build the restored directory
+// from a copy of the live state: base makes a Pebble checkpoint of the
+// live DB at a directory. snapshot.Checkpointer uses it for delta
+// installs, which ship only the keys that differ.
+type BaseRestorer interface {
+	RestoreWithBase(r io.Reader, dir string, base func(dir string) error) error
+}
+
 // FSM is cairn's raft.BatchingFSM: a thin adapter that owns the Pebble DB,
 // persists the applied index with every batch, and delegates the meaning of
 // entries to the stateless applier.
@@ -348,7 +356,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.fs.RemoveAll(f.restoreDir()); err != nil {
 		return err
 	}
-	if err := f.cfg.Checkpointer.Restore(rc, f.restoreDir()); err != nil {
+	restore := f.cfg.Checkpointer.Restore
+	if br, ok := f.cfg.Checkpointer.(BaseRestorer); ok {
+		restore = func(r io.Reader, dir string) error { return br.RestoreWithBase(r, dir, f.copyLive) }
+	}
+	if err := restore(rc, f.restoreDir()); err != nil {
 		_ = f.fs.RemoveAll(f.restoreDir())
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
@@ -378,6 +390,18 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.failed.Store(nil)
 	return f.loadApplied()
+}
+
+// copyLive makes a Pebble checkpoint of the live DB at dir. Restore runs
+// on the FSM goroutine, so the DB is quiescent; whatever it holds, a delta
+// install verifies the rebuilt state against the snapshot's digest.
+func (f *FSM) copyLive(dir string) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return ErrClosed
+	}
+	return f.db.Checkpoint(dir, pebble.WithFlushedWAL())
 }
 
 func writeMarker(fs vfs.FS, path string) error {

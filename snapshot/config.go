@@ -45,6 +45,18 @@ type Config struct {
 	// them. Off by default: a corrupt local file is then quarantined and
 	// fetched again rather than linked into the new DB.
 	SkipReuseVerify bool
+	// DeltaAbove: when the files an install lacks exceed this fraction of
+	// the checkpoint's bytes and the FSM offers a copy of its live state,
+	// the install first tries to rebuild the state from that copy plus the
+	// differences, key by key (a delta install; see DESIGN.md). 0 turns
+	// delta installs off. Replicas' files differ even when their keys
+	// mostly agree, so a follower that fell behind usually lacks nearly
+	// all of a leader's files.
+	DeltaAbove float64
+	// DeltaMaxShipped stops a delta install once it has received more than
+	// this fraction of the state's bytes; the install then fetches files
+	// (resumable, unlike a delta). 0 means no limit.
+	DeltaMaxShipped float64
 	// PebbleOptions returns the options checkpoints are opened with by
 	// Verify: pass fsm.PebbleOptions(vfs.Default) so that the Comparer and
 	// Merger match the FSM's. nil means Pebble's defaults.
@@ -61,7 +73,7 @@ type Config struct {
 
 // DefaultConfig returns a Config with defaults.
 func DefaultConfig(dir, nodeID, addr string) Config {
-	return Config{Dir: dir, NodeID: nodeID, Addr: addr, Retain: 2, FetchAttempts: 3}
+	return Config{Dir: dir, NodeID: nodeID, Addr: addr, Retain: 2, FetchAttempts: 3, DeltaAbove: 0.2, DeltaMaxShipped: 0.5}
 }
 
 // Validate reports a configuration that cannot work.
@@ -78,6 +90,12 @@ func (c Config) Validate() error {
 	}
 	if c.FetchAttempts < 1 {
 		errs = append(errs, fmt.Errorf("FetchAttempts must be >= 1, got %d", c.FetchAttempts))
+	}
+	if c.DeltaAbove < 0 || c.DeltaAbove > 1 {
+		errs = append(errs, fmt.Errorf("DeltaAbove must be in [0,1], got %v", c.DeltaAbove))
+	}
+	if c.DeltaMaxShipped < 0 {
+		errs = append(errs, fmt.Errorf("DeltaMaxShipped must be >= 0, got %v", c.DeltaMaxShipped))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("snapshot: invalid config: %w", err)

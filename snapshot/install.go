@@ -29,6 +29,15 @@ func (c *Checkpointer) Restore(r io.Reader, dir string) error {
 	return err
 }
 
+// RestoreWithBase is Restore for an FSM that can copy its live state: base
+// makes a Pebble checkpoint of it at dir. When the install lacks most of
+// the checkpoint's files, it rebuilds the state from that copy plus the
+// differences (a delta install) before falling back to fetching files.
+func (c *Checkpointer) RestoreWithBase(r io.Reader, dir string, base func(dir string) error) error {
+	_, err := c.s.InstallWithBase(context.Background(), r, dir, base)
+	return err
+}
+
 // Install reads a manifest from r and builds a Pebble directory at dir
 // (which must not exist) that opens with pebble.Open. Files are matched by
 // checksum and size, never by name: the ones the store holds (and that
@@ -37,12 +46,21 @@ func (c *Checkpointer) Restore(r io.Reader, dir string) error {
 // Immutable files (SSTs, blob files) are hard-linked from the store, the
 // others copied. A brand-new node takes the same path and fetches all.
 func (s *Store) Install(ctx context.Context, r io.Reader, dir string) (InstallStats, error) {
+	return s.InstallWithBase(ctx, r, dir, nil)
+}
+
+// InstallWithBase is Install where base, if not nil, copies the node's
+// live state to a directory (a Pebble checkpoint). If the files the store
+// lacks exceed Config.DeltaAbove of the checkpoint, the install first
+// tries a delta install from that copy (InstallStats.Delta reports it);
+// if that fails it fetches the files.
+func (s *Store) InstallWithBase(ctx context.Context, r io.Reader, dir string, base func(dir string) error) (InstallStats, error) {
 	start := s.cfg.Now()
 	var st InstallStats
 	if exists(dir) {
 		return st, fmt.Errorf("%w: %s", ErrExists, dir)
 	}
-	err := s.install(ctx, r, dir, &st)
+	err := s.install(ctx, r, dir, base, &st)
 	st.Duration = s.cfg.Now().Sub(start)
 	st.Err = err
 	s.metrics.InstallDone(st)
@@ -51,13 +69,20 @@ func (s *Store) Install(ctx context.Context, r io.Reader, dir string) (InstallSt
 		s.log.Warn("snapshot: install failed", "checkpoint", st.CheckpointID, "fetched_bytes", st.BytesFetched, "err", err)
 		return st, err
 	}
+	if st.Delta {
+		s.log.Info("snapshot: installed by delta", "checkpoint", st.CheckpointID, "index", st.Index,
+			"keys_fetched", st.KeysFetched, "keys_deleted", st.KeysDeleted, "keys_reused", st.KeysReused,
+			"fetched_bytes", st.BytesFetched, "sent_bytes", st.BytesSent, "reused_bytes", st.BytesReused,
+			"state_bytes", st.Bytes, "took", st.Duration)
+		return st, nil
+	}
 	s.log.Info("snapshot: installed", "checkpoint", st.CheckpointID, "index", st.Index, "reused", st.FilesReused,
 		"fetched", st.FilesFetched, "fetched_bytes", st.BytesFetched, "resumed_bytes", st.BytesResumed,
 		"quarantined", st.FilesQuarantined, "took", st.Duration)
 	return st, nil
 }
 
-func (s *Store) install(ctx context.Context, r io.Reader, dir string, st *InstallStats) error {
+func (s *Store) install(ctx context.Context, r io.Reader, dir string, base func(string) error, st *InstallStats) error {
 	br := bufio.NewReader(r)
 	if first, err := br.Peek(1); s.cfg.Fallback != nil && (err != nil || first[0] != '{') {
 		// Not JSON, so not a manifest: a payload of the fallback's format.
@@ -76,6 +101,28 @@ func (s *Store) install(ctx context.Context, r io.Reader, dir string, st *Instal
 	s.hold(files)
 	defer s.release(files)
 	var missing []File
+	var missingBytes int64
+	for _, f := range files {
+		present, _, err := s.files.stat(f)
+		if err != nil {
+			return err
+		}
+		if !present {
+			missing = append(missing, f)
+			missingBytes += f.Size
+		}
+	}
+	if len(missing) > 0 && s.useDelta(m, base, missingBytes) {
+		err := s.installDelta(ctx, m, s.sources(m), dir, base, st)
+		if err == nil {
+			st.Delta = true
+			return nil
+		}
+		s.log.Warn("snapshot: delta install failed; fetching the checkpoint's files", "checkpoint", m.ID,
+			"missing_files", len(missing), "missing_bytes", missingBytes, "err", err)
+		st.KeysFetched, st.KeysDeleted, st.KeysReused, st.BytesReused = 0, 0, 0, 0
+	}
+	missing = missing[:0]
 	for _, f := range files {
 		ok, err := s.reuse(f, st)
 		if err != nil {

@@ -71,6 +71,10 @@ type Manifest struct {
 	// Extra carries summaries added by hooks (Config.Extra), for example
 	// producer offsets. The store never interprets it.
 	Extra map[string]json.RawMessage `json:"extra,omitempty"`
+	// RebuiltFrom, when set, says that this node rebuilt the checkpoint's
+	// state from its own files by a delta install against RebuiltFrom's
+	// copy: the same state (ID, index, term, Extra), this node's files.
+	RebuiltFrom *Source `json:"rebuilt_from,omitempty"`
 }
 
 // State returns the index and term of the last entry the checkpoint's

@@ -56,7 +56,15 @@ type InstallStats struct {
 	FilesResumed     int // fetches that continued a partial file
 	BytesResumed     int64
 	FilesQuarantined int // local copies found corrupt and moved aside
-	Err              error
+	// Delta is set when the state was rebuilt from this node's own state
+	// plus the differences (a delta install, see DESIGN.md) instead of
+	// from the checkpoint's files. BytesFetched then counts the
+	// differences received, BytesSent the digest of the local state sent,
+	// BytesReused the keys and values already held.
+	Delta                                bool
+	KeysFetched, KeysDeleted, KeysReused int64
+	BytesSent                            int64
+	Err                                  error
 }
 
 // ServeStats describes one Fetch served to a peer.

@@ -80,16 +80,17 @@ func (c checkpointCatalog) Recovery() api.Recovery { return c.cadence.Recovery()
 
 // snapMetrics bridges snapshot events to Prometheus.
 type snapMetrics struct {
-	ckptSeconds, installSeconds        prometheus.Histogram
-	pauseSeconds                       prometheus.Histogram
-	ckptBytes, ckptNewBytes            prometheus.Gauge
-	ckptShared                         prometheus.Gauge
-	lastCkpt                           prometheus.Gauge
-	lastCkptIndex                      prometheus.Gauge
-	filesFetched, filesReused          prometheus.Counter
-	bytesFetched, bytesReused, shipped prometheus.Counter
-	installs, checkpoints, failures    *prometheus.CounterVec
-	cadence                            *cadence // told of every checkpoint taken or installed
+	ckptSeconds, installSeconds           prometheus.Histogram
+	pauseSeconds                          prometheus.Histogram
+	ckptBytes, ckptNewBytes               prometheus.Gauge
+	ckptShared                            prometheus.Gauge
+	lastCkpt                              prometheus.Gauge
+	lastCkptIndex                         prometheus.Gauge
+	filesFetched, filesReused             prometheus.Counter
+	bytesFetched, bytesReused, shipped    prometheus.Counter
+	deltaInstalls, bytesSent, keysFetched prometheus.Counter
+	installs, checkpoints, failures       *prometheus.CounterVec
+	cadence                               *cadence // told of every checkpoint taken or installed
 }
 
 func newSnapMetrics(r prometheus.Registerer, cad *cadence) *snapMetrics {
@@ -115,13 +116,17 @@ func newSnapMetrics(r prometheus.Registerer, cad *cadence) *snapMetrics {
 		filesReused:    c("cairn_checkpoint_install_files_reused_total", "Files already held locally during installs."),
 		bytesFetched:   c("cairn_checkpoint_install_bytes_fetched_total", "Bytes fetched from peers during installs."),
 		bytesReused:    c("cairn_checkpoint_install_bytes_reused_total", "Bytes already held locally during installs."),
-		shipped:        c("cairn_checkpoint_bytes_shipped_total", "Bytes served to peers fetching checkpoint files."),
+		shipped:        c("cairn_checkpoint_bytes_shipped_total", "Bytes served to peers fetching checkpoint files or differences."),
+		deltaInstalls:  c("cairn_checkpoint_delta_installs_total", "Installs that rebuilt the state from the local state plus the keys that differ."),
+		bytesSent:      c("cairn_checkpoint_install_bytes_sent_total", "Bytes of local-state digest sent to peers during delta installs."),
+		keysFetched:    c("cairn_checkpoint_install_keys_fetched_total", "Keys fetched (new or changed) during delta installs."),
 		installs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_checkpoint_installs_total", Help: "Checkpoint installs by result."}, []string{"result"}),
 		checkpoints:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_checkpoints_total", Help: "Checkpoints created by result."}, []string{"result"}),
 		failures:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_checkpoint_serve_errors_total", Help: "File fetches served with an error."}, []string{"op"}),
 	}
 	r.MustRegister(m.ckptSeconds, m.installSeconds, m.pauseSeconds, m.ckptBytes, m.ckptNewBytes, m.ckptShared, m.lastCkpt, m.lastCkptIndex,
-		m.filesFetched, m.filesReused, m.bytesFetched, m.bytesReused, m.shipped, m.installs, m.checkpoints, m.failures)
+		m.filesFetched, m.filesReused, m.bytesFetched, m.bytesReused, m.shipped, m.installs, m.checkpoints, m.failures,
+		m.deltaInstalls, m.bytesSent, m.keysFetched)
 	return m
 }
 
@@ -154,6 +159,11 @@ func (m *snapMetrics) InstallDone(s snapshot.InstallStats) {
 	m.filesReused.Add(float64(s.FilesReused))
 	m.bytesFetched.Add(float64(s.BytesFetched))
 	m.bytesReused.Add(float64(s.BytesReused))
+	m.bytesSent.Add(float64(s.BytesSent))
+	m.keysFetched.Add(float64(s.KeysFetched))
+	if s.Delta && s.Err == nil {
+		m.deltaInstalls.Inc()
+	}
 	if s.Err == nil {
 		m.cadence.checkpointed(s.Index, time.Now(), 0)
 	}

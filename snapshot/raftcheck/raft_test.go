@@ -264,3 +264,91 @@ func TestInstallSnapshotThroughRaft(t *testing.T) {
 	t.Logf("second install: fetched %d files / %d bytes, reused %d files / %d bytes of %d",
 		second.FilesFetched, second.BytesFetched, second.FilesReused, second.BytesReused, second.Bytes)
 }
+
+// overwrite puts new values (seeded by salt) at the keys of apply's i.
+func overwrite(t *testing.T, m *member, keys []int, salt int64) uint64 {
+	t.Helper()
+	var last uint64
+	for _, i := range keys {
+		v := make([]byte, 2000)
+		rand.New(rand.NewSource(salt*1_000_003 + int64(i))).Read(v)
+		res, err := m.node.Apply(context.Background(), command.MustEncode(&command.Command{Type: command.TypeBatch,
+			Batch: &command.Batch{Ops: []command.Op{{Kind: command.OpPut, Key: fmt.Appendf(nil, "k%06d", i), Value: v}}}}))
+		if err != nil || !res.OK() {
+			t.Fatalf("overwrite %d: %+v, %v", i, res, err)
+		}
+		last = res.Index
+	}
+	return last
+}
+
+// A follower that built its state from the log holds none of the leader's
+// files. When it falls behind the leader's log, the install rebuilds the
+// checkpoint's state from its own state plus the keys that differ (a
+// delta install), ships a fraction of the state, and leaves a snapshot of
+// the follower's own files that it can serve and verify.
+func TestDeltaInstallThroughRaft(t *testing.T) {
+	n1 := &member{id: "n1", dir: t.TempDir()}
+	n2 := &member{id: "n2", dir: t.TempDir()}
+	t.Cleanup(func() { n2.stop(); n1.stop() })
+	start(t, n1, true)
+	waitReady(t, n1)
+	start(t, n2, false)
+	if err := n1.node.AddMember("n2", n2.raftAddr, false); err != nil {
+		t.Fatal(err)
+	}
+	last := apply(t, n1, 0, 400)
+	waitApplied(t, n2, last)
+	if err := n2.fsm.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
+		t.Fatal(err)
+	}
+	if got := n2.metrics.Totals().Installs; got != 0 {
+		t.Fatalf("n2 installed %d snapshots; it should have replicated the log", got)
+	}
+
+	n2.stop()
+	// 5% of the keys change; the log is compacted past n2.
+	var keys []int
+	for i := 0; i < 400; i += 20 {
+		keys = append(keys, i)
+	}
+	overwrite(t, n1, keys, 1)
+	snapshotFlushed(t, n1)
+	last = apply(t, n1, 400, 405)
+	snapshotFlushed(t, n1)
+
+	start(t, n2, false)
+	waitApplied(t, n2, last)
+	sameState(t, n1, n2)
+	tot := n2.metrics.Totals()
+	st := tot.LastInstall
+	if tot.Installs != 1 || st.Err != nil || !st.Delta {
+		t.Fatalf("want one delta install, got %d installs, last %+v", tot.Installs, st)
+	}
+	// The changed and new keys, plus the FSM's own bookkeeping keys.
+	if st.KeysFetched < int64(len(keys)) || st.KeysFetched > int64(len(keys))+10 || st.KeysDeleted != 0 {
+		t.Fatalf("delta fetched %d keys and deleted %d; %d keys changed", st.KeysFetched, st.KeysDeleted, len(keys))
+	}
+	if shipped := st.BytesFetched + st.BytesSent; shipped*5 > st.Bytes {
+		t.Fatalf("delta shipped %d (+%d sent) bytes of a %d-byte state", st.BytesFetched, st.BytesSent, st.Bytes)
+	}
+	t.Logf("delta install: %d keys fetched, %d reused; %d bytes received, %d sent, of %d", st.KeysFetched, st.KeysReused,
+		st.BytesFetched, st.BytesSent, st.Bytes)
+
+	// n2 keeps a snapshot of its own files for that index, and it verifies.
+	l, err := n2.store.List()
+	if err != nil || len(l) != 1 {
+		t.Fatalf("n2 lists %v, %v", l, err)
+	}
+	d, err := n2.store.Show(l[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Manifest.RebuiltFrom == nil || d.Manifest.RebuiltFrom.NodeID != "n1" || d.Manifest.Source.NodeID != "n2" || d.Manifest.ID != st.CheckpointID {
+		t.Fatalf("n2's snapshot manifest: source %+v rebuilt from %+v id %s (installed %s)", d.Manifest.Source, d.Manifest.RebuiltFrom, d.Manifest.ID, st.CheckpointID)
+	}
+	r, err := n2.store.Verify(context.Background(), l[0].ID)
+	if err != nil || r.Status != snapshot.VerifyOK {
+		t.Fatalf("verify n2's rebuilt snapshot: %+v, %v", r, err)
+	}
+}

@@ -291,6 +291,188 @@ func (x *HasResponse) GetPresent() []bool {
 	return nil
 }
 
+type SyncRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// checkpoint_id (first message only) is the Manifest.id of the checkpoint
+	// whose state the caller wants.
+	CheckpointId string `protobuf:"bytes,1,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	// keys, in strictly increasing order across all messages, and for each the
+	// xxh3-128 of its value (16 bytes per key, big-endian hi then lo, packed).
+	Keys          [][]byte `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	ValueHashes   []byte   `protobuf:"bytes,3,opt,name=value_hashes,json=valueHashes,proto3" json:"value_hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncRequest) Reset() {
+	*x = SyncRequest{}
+	mi := &file_snapshot_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncRequest) ProtoMessage() {}
+
+func (x *SyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_snapshot_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
+func (*SyncRequest) Descriptor() ([]byte, []int) {
+	return file_snapshot_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SyncRequest) GetCheckpointId() string {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return ""
+}
+
+func (x *SyncRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *SyncRequest) GetValueHashes() []byte {
+	if x != nil {
+		return x.ValueHashes
+	}
+	return nil
+}
+
+type SyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries of the checkpoint the caller lacks or holds with another value,
+	// in key order within a message.
+	PutKeys   [][]byte `protobuf:"bytes,1,rep,name=put_keys,json=putKeys,proto3" json:"put_keys,omitempty"`
+	PutValues [][]byte `protobuf:"bytes,2,rep,name=put_values,json=putValues,proto3" json:"put_values,omitempty"`
+	// Keys the caller holds that the checkpoint does not.
+	DeleteKeys [][]byte `protobuf:"bytes,3,rep,name=delete_keys,json=deleteKeys,proto3" json:"delete_keys,omitempty"`
+	// scanned is how many of the checkpoint's keys the server has merged so
+	// far (progress; also sent alone so that an idle timer does not fire
+	// while long identical stretches produce no differences).
+	Scanned int64 `protobuf:"varint,4,opt,name=scanned,proto3" json:"scanned,omitempty"`
+	// done marks the trailer: the checkpoint holds keys keys, matched_keys of
+	// them (matched_bytes of keys and values) were already held by the
+	// caller, and digest is the xxh3-128 (hi then lo, big-endian) over, for
+	// every key in order, uvarint(len(key)) key xxh3-128(value).
+	Done          bool   `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	Keys          int64  `protobuf:"varint,6,opt,name=keys,proto3" json:"keys,omitempty"`
+	MatchedKeys   int64  `protobuf:"varint,7,opt,name=matched_keys,json=matchedKeys,proto3" json:"matched_keys,omitempty"`
+	MatchedBytes  int64  `protobuf:"varint,8,opt,name=matched_bytes,json=matchedBytes,proto3" json:"matched_bytes,omitempty"`
+	Digest        []byte `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncResponse) Reset() {
+	*x = SyncResponse{}
+	mi := &file_snapshot_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncResponse) ProtoMessage() {}
+
+func (x *SyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_snapshot_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
+func (*SyncResponse) Descriptor() ([]byte, []int) {
+	return file_snapshot_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SyncResponse) GetPutKeys() [][]byte {
+	if x != nil {
+		return x.PutKeys
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetPutValues() [][]byte {
+	if x != nil {
+		return x.PutValues
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetDeleteKeys() [][]byte {
+	if x != nil {
+		return x.DeleteKeys
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetScanned() int64 {
+	if x != nil {
+		return x.Scanned
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *SyncResponse) GetKeys() int64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetMatchedKeys() int64 {
+	if x != nil {
+		return x.MatchedKeys
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetMatchedBytes() int64 {
+	if x != nil {
+		return x.MatchedBytes
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
 var File_snapshot_proto protoreflect.FileDescriptor
 
 const file_snapshot_proto_rawDesc = "" +
@@ -312,10 +494,27 @@ const file_snapshot_proto_rawDesc = "" +
 	"HasRequest\x12/\n" +
 	"\x05files\x18\x01 \x03(\v2\x19.cairn.snapshot.v1.FileIDR\x05files\"'\n" +
 	"\vHasResponse\x12\x18\n" +
-	"\apresent\x18\x01 \x03(\bR\apresent2\x99\x01\n" +
+	"\apresent\x18\x01 \x03(\bR\apresent\"i\n" +
+	"\vSyncRequest\x12#\n" +
+	"\rcheckpoint_id\x18\x01 \x01(\tR\fcheckpointId\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\fR\x04keys\x12!\n" +
+	"\fvalue_hashes\x18\x03 \x01(\fR\vvalueHashes\"\x8b\x02\n" +
+	"\fSyncResponse\x12\x19\n" +
+	"\bput_keys\x18\x01 \x03(\fR\aputKeys\x12\x1d\n" +
+	"\n" +
+	"put_values\x18\x02 \x03(\fR\tputValues\x12\x1f\n" +
+	"\vdelete_keys\x18\x03 \x03(\fR\n" +
+	"deleteKeys\x12\x18\n" +
+	"\ascanned\x18\x04 \x01(\x03R\ascanned\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\x12\x12\n" +
+	"\x04keys\x18\x06 \x01(\x03R\x04keys\x12!\n" +
+	"\fmatched_keys\x18\a \x01(\x03R\vmatchedKeys\x12#\n" +
+	"\rmatched_bytes\x18\b \x01(\x03R\fmatchedBytes\x12\x16\n" +
+	"\x06digest\x18\t \x01(\fR\x06digest2\xe6\x01\n" +
 	"\vFileService\x12D\n" +
 	"\x05Fetch\x12\x1f.cairn.snapshot.v1.FetchRequest\x1a\x18.cairn.snapshot.v1.Chunk0\x01\x12D\n" +
-	"\x03Has\x12\x1d.cairn.snapshot.v1.HasRequest\x1a\x1e.cairn.snapshot.v1.HasResponseB/Z-github.com/cairn-db/cairn/snapshot/snapshotpbb\x06proto3"
+	"\x03Has\x12\x1d.cairn.snapshot.v1.HasRequest\x1a\x1e.cairn.snapshot.v1.HasResponse\x12K\n" +
+	"\x04Sync\x12\x1e.cairn.snapshot.v1.SyncRequest\x1a\x1f.cairn.snapshot.v1.SyncResponse(\x010\x01B/Z-github.com/cairn-db/cairn/snapshot/snapshotpbb\x06proto3"
 
 var (
 	file_snapshot_proto_rawDescOnce sync.Once
@@ -329,23 +528,27 @@ func file_snapshot_proto_rawDescGZIP() []byte {
 	return file_snapshot_proto_rawDescData
 }
 
-var file_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_snapshot_proto_goTypes = []any{
 	(*FileID)(nil),       // 0: cairn.snapshot.v1.FileID
 	(*FetchRequest)(nil), // 1: cairn.snapshot.v1.FetchRequest
 	(*Chunk)(nil),        // 2: cairn.snapshot.v1.Chunk
 	(*HasRequest)(nil),   // 3: cairn.snapshot.v1.HasRequest
 	(*HasResponse)(nil),  // 4: cairn.snapshot.v1.HasResponse
+	(*SyncRequest)(nil),  // 5: cairn.snapshot.v1.SyncRequest
+	(*SyncResponse)(nil), // 6: cairn.snapshot.v1.SyncResponse
 }
 var file_snapshot_proto_depIdxs = []int32{
 	0, // 0: cairn.snapshot.v1.FetchRequest.file:type_name -> cairn.snapshot.v1.FileID
 	0, // 1: cairn.snapshot.v1.HasRequest.files:type_name -> cairn.snapshot.v1.FileID
 	1, // 2: cairn.snapshot.v1.FileService.Fetch:input_type -> cairn.snapshot.v1.FetchRequest
 	3, // 3: cairn.snapshot.v1.FileService.Has:input_type -> cairn.snapshot.v1.HasRequest
-	2, // 4: cairn.snapshot.v1.FileService.Fetch:output_type -> cairn.snapshot.v1.Chunk
-	4, // 5: cairn.snapshot.v1.FileService.Has:output_type -> cairn.snapshot.v1.HasResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
+	5, // 4: cairn.snapshot.v1.FileService.Sync:input_type -> cairn.snapshot.v1.SyncRequest
+	2, // 5: cairn.snapshot.v1.FileService.Fetch:output_type -> cairn.snapshot.v1.Chunk
+	4, // 6: cairn.snapshot.v1.FileService.Has:output_type -> cairn.snapshot.v1.HasResponse
+	6, // 7: cairn.snapshot.v1.FileService.Sync:output_type -> cairn.snapshot.v1.SyncResponse
+	5, // [5:8] is the sub-list for method output_type
+	2, // [2:5] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -362,7 +565,7 @@ func file_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_snapshot_proto_rawDesc), len(file_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	FileService_Fetch_FullMethodName = "/cairn.snapshot.v1.FileService/Fetch"
 	FileService_Has_FullMethodName   = "/cairn.snapshot.v1.FileService/Has"
+	FileService_Sync_FullMethodName  = "/cairn.snapshot.v1.FileService/Sync"
 )
 
 // FileServiceClient is the client API for FileService service.
@@ -40,6 +41,14 @@ type FileServiceClient interface {
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
 	// Has reports which of the given files the node holds.
 	Has(ctx context.Context, in *HasRequest, opts ...grpc.CallOption) (*HasResponse, error)
+	// Sync rebuilds a checkpoint's state from a copy of the caller's own
+	// state (a delta install): the caller streams a digest of every key it
+	// holds, in key order; the server merges it with the checkpoint's keys
+	// and streams back what differs (puts and deletes), then a trailer with
+	// a digest of the whole checkpoint state. The first request names the
+	// checkpoint. Errors: NOT_FOUND if the node does not hold the checkpoint
+	// with all its files, INVALID_ARGUMENT if keys are not in order.
+	Sync(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SyncRequest, SyncResponse], error)
 }
 
 type fileServiceClient struct {
@@ -79,6 +88,19 @@ func (c *fileServiceClient) Has(ctx context.Context, in *HasRequest, opts ...grp
 	return out, nil
 }
 
+func (c *fileServiceClient) Sync(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SyncRequest, SyncResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &FileService_ServiceDesc.Streams[1], FileService_Sync_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SyncRequest, SyncResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FileService_SyncClient = grpc.BidiStreamingClient[SyncRequest, SyncResponse]
+
 // FileServiceServer is the server API for FileService service.
 // All implementations must embed UnimplementedFileServiceServer
 // for forward compatibility.
@@ -92,6 +114,14 @@ type FileServiceServer interface {
 	Fetch(*FetchRequest, grpc.ServerStreamingServer[Chunk]) error
 	// Has reports which of the given files the node holds.
 	Has(context.Context, *HasRequest) (*HasResponse, error)
+	// Sync rebuilds a checkpoint's state from a copy of the caller's own
+	// state (a delta install): the caller streams a digest of every key it
+	// holds, in key order; the server merges it with the checkpoint's keys
+	// and streams back what differs (puts and deletes), then a trailer with
+	// a digest of the whole checkpoint state. The first request names the
+	// checkpoint. Errors: NOT_FOUND if the node does not hold the checkpoint
+	// with all its files, INVALID_ARGUMENT if keys are not in order.
+	Sync(grpc.BidiStreamingServer[SyncRequest, SyncResponse]) error
 	mustEmbedUnimplementedFileServiceServer()
 }
 
@@ -107,6 +137,9 @@ func (UnimplementedFileServiceServer) Fetch(*FetchRequest, grpc.ServerStreamingS
 }
 func (UnimplementedFileServiceServer) Has(context.Context, *HasRequest) (*HasResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Has not implemented")
+}
+func (UnimplementedFileServiceServer) Sync(grpc.BidiStreamingServer[SyncRequest, SyncResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Sync not implemented")
 }
 func (UnimplementedFileServiceServer) mustEmbedUnimplementedFileServiceServer() {}
 func (UnimplementedFileServiceServer) testEmbeddedByValue()                     {}
@@ -158,6 +191,13 @@ func _FileService_Has_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FileService_Sync_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(FileServiceServer).Sync(&grpc.GenericServerStream[SyncRequest, SyncResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FileService_SyncServer = grpc.BidiStreamingServer[SyncRequest, SyncResponse]
+
 // FileService_ServiceDesc is the grpc.ServiceDesc for FileService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -175,6 +215,12 @@ var FileService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Fetch",
 			Handler:       _FileService_Fetch_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Sync",
+			Handler:       _FileService_Sync_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "snapshot.proto",
