@@ -1082,8 +1082,8 @@ func extraRows(c config, systems []*system) []string {
 				fmt.Sprintf("%.3f / %.3f", sz.ColdCreateS, sz.WarmCreateS)))
 		}
 		if cu := r.CatchUp; cu != nil {
-			rows = append(rows, row(fmt.Sprintf("follower catch-up after its log was truncated: own files only / holding the last checkpoint's (fetched %.0f%% / %.0f%%)",
-				cu.FirstRaw["fetched_pct_of_state"], cu.SecondRaw["fetched_pct_of_state"]),
+			rows = append(rows, row(fmt.Sprintf("follower catch-up after its log was truncated: first / second time (shipped %.0f%% / %.0f%% of the state)",
+				cu.FirstRaw["shipped_pct_of_state"], cu.SecondRaw["shipped_pct_of_state"]),
 				fmt.Sprintf("%.1f / %.1f", cu.FirstRaw["catch_up_s"], cu.SecondRaw["catch_up_s"])))
 			rows = append(rows, row(fmt.Sprintf("fresh node catch-up (full transfer of %s)", mib(cu.FullBytesFetched)), fmt.Sprintf("%.1f", cu.FullCatchUpS)))
 		}

@@ -78,7 +78,7 @@ type ckptLoadResult struct {
 type ckptCatchUpResult struct {
 	ChurnKeys        int64             `json:"churn_keys"`
 	First            *ckptCatchUpRound `json:"first"`           // the follower's files are all its own
-	Second           *ckptCatchUpRound `json:"second"`          // it installed the leader's files before
+	Second           *ckptCatchUpRound `json:"second"`          // the same again, after the first install
 	FullCatchUpSec   float64           `json:"full_catch_up_s"` // a fresh node added
 	FullBytesFetched int64             `json:"full_bytes_fetched"`
 	FullInstallSec   float64           `json:"full_install_s"`
@@ -90,9 +90,12 @@ type ckptCatchUpRound struct {
 	CheckpointIndex uint64  `json:"checkpoint_index"`
 	CatchUpSec      float64 `json:"catch_up_s"` // process start to applied >= the leader's commit index
 	BytesFetched    int64   `json:"bytes_fetched"`
+	BytesSent       int64   `json:"bytes_sent"` // a delta install's digest of the follower's state
 	BytesReused     int64   `json:"bytes_reused"`
 	FetchedPct      float64 `json:"fetched_pct_of_state"`
-	InstallSec      float64 `json:"install_s"` // the install itself (fetch, verify, assemble, swap)
+	ShippedPct      float64 `json:"shipped_pct_of_state"` // fetched and sent
+	Delta           bool    `json:"delta"`                // the install rebuilt the state from the follower's own
+	InstallSec      float64 `json:"install_s"`            // the install itself (fetch, verify, assemble, swap)
 }
 
 type ckptBenchResult struct {
@@ -454,13 +457,15 @@ const (
 	metricBytesFetched = "cairn_checkpoint_install_bytes_fetched_total"
 	metricBytesReused  = "cairn_checkpoint_install_bytes_reused_total"
 	metricInstallSec   = "cairn_checkpoint_install_duration_seconds_sum"
+	metricBytesSent    = "cairn_checkpoint_install_bytes_sent_total"
+	metricDelta        = "cairn_checkpoint_delta_installs_total"
 )
 
 // ckptCatchUp measures a follower's catch-up through checkpoints twice:
 // the first time its files are all its own (built by its own applies,
 // which never match the leader's byte for byte), the second time it holds
-// the leader's files from the first install. Then a fresh node's full
-// transfer.
+// what the first install left (the leader's files after a file install,
+// its own again after a delta install). Then a fresh node's full transfer.
 func ckptCatchUp(ctx context.Context, c *api.Client, cfg ckptBenchConfig, nodes []*benchProc, keys int64, serveArgs []string,
 	create func() (*api.CreatedCheckpoint, time.Duration, error), log io.Writer) (*ckptCatchUpResult, error) {
 	leader, err := benchLeader(ctx, c, nodes[:3])
@@ -584,7 +589,7 @@ func ckptCatchUpOnce(ctx context.Context, c *api.Client, cfg ckptBenchConfig, le
 		return r, err
 	}
 	r.CatchUpSec = time.Since(t0).Seconds()
-	m, err := follower.metrics(ctx, metricBytesFetched, metricBytesReused, metricInstalls, metricInstallSec)
+	m, err := follower.metrics(ctx, metricBytesFetched, metricBytesReused, metricInstalls, metricInstallSec, metricBytesSent, metricDelta)
 	if err != nil {
 		return r, err
 	}
@@ -593,9 +598,11 @@ func ckptCatchUpOnce(ctx context.Context, c *api.Client, cfg ckptBenchConfig, le
 		return r, fmt.Errorf("bench checkpoint: %s caught up without installing a checkpoint (log not truncated?)", follower.id)
 	}
 	r.BytesFetched, r.BytesReused, r.InstallSec = int64(fetched), int64(m[metricBytesReused]), m[metricInstallSec]
+	r.BytesSent, r.Delta = int64(m[metricBytesSent]), m[metricDelta] > 0
 	r.FetchedPct = 100 * fetched / float64(r.StateBytes)
-	fmt.Fprintf(log, "  caught up in %s: fetched %s, reused %s (%.1f%% of the state fetched)\n", fmtDuration(time.Since(t0)),
-		humanBytes(r.BytesFetched), humanBytes(r.BytesReused), r.FetchedPct)
+	r.ShippedPct = 100 * (fetched + m[metricBytesSent]) / float64(r.StateBytes)
+	fmt.Fprintf(log, "  caught up in %s (delta install: %v): fetched %s, sent %s, reused %s (%.1f%% of the state shipped)\n", fmtDuration(time.Since(t0)),
+		r.Delta, humanBytes(r.BytesFetched), humanBytes(r.BytesSent), humanBytes(r.BytesReused), r.ShippedPct)
 	return r, nil
 }
 
@@ -624,10 +631,14 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 		for _, x := range []struct {
 			name string
 			c    *ckptCatchUpRound
-		}{{"first (own files only)", cu.First}, {"second (leader's files)", cu.Second}} {
+		}{{"first (own files only)", cu.First}, {"second", cu.Second}} {
 			if x.c != nil {
-				fmt.Fprintf(w, "  %-24s caught up in %.1fs (install %.1fs), fetched %s of %s (%.1f%%), reused %s\n", x.name, x.c.CatchUpSec,
-					x.c.InstallSec, humanBytes(x.c.BytesFetched), humanBytes(x.c.StateBytes), x.c.FetchedPct, humanBytes(x.c.BytesReused))
+				how := "files"
+				if x.c.Delta {
+					how = "delta"
+				}
+				fmt.Fprintf(w, "  %-24s caught up in %.1fs (%s install %.1fs), fetched %s + sent %s of %s (%.1f%%), reused %s\n", x.name, x.c.CatchUpSec,
+					how, x.c.InstallSec, humanBytes(x.c.BytesFetched), humanBytes(x.c.BytesSent), humanBytes(x.c.StateBytes), x.c.ShippedPct, humanBytes(x.c.BytesReused))
 			}
 		}
 		fmt.Fprintf(w, "  %-24s caught up in %.1fs (install %.1fs), fetched %s\n", "fresh node (full)", cu.FullCatchUpSec, cu.FullInstallSec, humanBytes(cu.FullBytesFetched))
