@@ -201,6 +201,9 @@ func infoToPB(d *snapshot.Detail) *pb.CheckpointInfo {
 	}
 	if m := d.Manifest; m != nil {
 		out.Previous = m.Previous
+		if m.RebuiltFrom != nil {
+			out.RebuiltFrom = m.RebuiltFrom.NodeID
+		}
 		if si, _ := m.State(); si != m.Index {
 			out.StateIndex = si
 		}

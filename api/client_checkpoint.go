@@ -66,6 +66,9 @@ type CheckpointInfo struct {
 	// StateIndex is the last entry the files hold when it is above Index
 	// (the checkpoint was taken while entries were being applied).
 	StateIndex uint64 `json:"state_index,omitempty"`
+	// RebuiltFrom names the node whose copy this node's delta install
+	// rebuilt the state from (its files are this node's own).
+	RebuiltFrom string `json:"rebuilt_from,omitempty"`
 }
 
 // QuarantinedFile is a stored file found corrupt and moved aside.
@@ -159,8 +162,8 @@ func checkpointFromPB(c *pb.CheckpointInfo) CheckpointInfo {
 		SharedFiles: int(c.GetSharedFiles()), SharedBytes: c.GetSharedBytes(), Source: c.GetSourceNode(),
 		SourceAddr: c.GetSourceAddress(), Pinned: c.GetPinned(), Pending: c.GetPending(), Missing: int(c.GetMissing()),
 		Verification: verificationFromPB(c.GetVerification()), Manifest: c.GetManifest(), Previous: c.GetPrevious(),
-		StateIndex: c.GetStateIndex(),
-		Producers:  []CheckpointProducer{}}
+		StateIndex: c.GetStateIndex(), RebuiltFrom: c.GetRebuiltFrom(),
+		Producers: []CheckpointProducer{}}
 	for _, p := range c.GetProducers() {
 		q := CheckpointProducer{Name: p.GetName(), Epoch: p.GetEpoch(), LastSeq: p.GetLastSeq(), Offsets: []SourceOffset{}}
 		for _, o := range p.GetOffsets() {

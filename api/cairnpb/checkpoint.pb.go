@@ -341,7 +341,11 @@ type CheckpointInfo struct {
 	Previous string `protobuf:"bytes,21,opt,name=previous,proto3" json:"previous,omitempty"`
 	// Last entry whose effects the files hold, when above index (the
 	// checkpoint is taken while entries keep being applied); 0 when equal.
-	StateIndex    uint64 `protobuf:"varint,22,opt,name=state_index,json=stateIndex,proto3" json:"state_index,omitempty"`
+	StateIndex uint64 `protobuf:"varint,22,opt,name=state_index,json=stateIndex,proto3" json:"state_index,omitempty"`
+	// Set when this node rebuilt the checkpoint's state from its own state
+	// by a delta install against this node's copy (the files are this
+	// node's own; the state is the checkpoint's).
+	RebuiltFrom   string `protobuf:"bytes,23,opt,name=rebuilt_from,json=rebuiltFrom,proto3" json:"rebuilt_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -528,6 +532,13 @@ func (x *CheckpointInfo) GetStateIndex() uint64 {
 		return x.StateIndex
 	}
 	return 0
+}
+
+func (x *CheckpointInfo) GetRebuiltFrom() string {
+	if x != nil {
+		return x.RebuiltFrom
+	}
+	return ""
 }
 
 // A node's estimate of what a restart would replay (see --recovery-target).
@@ -1548,7 +1559,7 @@ const file_cairn_v1_checkpoint_proto_rawDesc = "" +
 	"\amissing\x18\x05 \x03(\v2\x18.cairn.v1.CheckpointFileR\amissing\x122\n" +
 	"\acorrupt\x18\x06 \x03(\v2\x18.cairn.v1.CheckpointFileR\acorrupt\x12\x12\n" +
 	"\x04keys\x18\a \x01(\x03R\x04keys\x12\x18\n" +
-	"\aproblem\x18\b \x01(\tR\aproblem\"\xcf\x05\n" +
+	"\aproblem\x18\b \x01(\tR\aproblem\"\xf2\x05\n" +
 	"\x0eCheckpointInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rcheckpoint_id\x18\x02 \x01(\tR\fcheckpointId\x12\x14\n" +
@@ -1576,7 +1587,8 @@ const file_cairn_v1_checkpoint_proto_rawDesc = "" +
 	"\bmanifest\x18\x14 \x01(\bR\bmanifest\x12\x1a\n" +
 	"\bprevious\x18\x15 \x01(\tR\bprevious\x12\x1f\n" +
 	"\vstate_index\x18\x16 \x01(\x04R\n" +
-	"stateIndex\"\xac\x02\n" +
+	"stateIndex\x12!\n" +
+	"\frebuilt_from\x18\x17 \x01(\tR\vrebuiltFrom\"\xac\x02\n" +
 	"\x10RecoveryEstimate\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12)\n" +
 	"\x10checkpoint_index\x18\x02 \x01(\x04R\x0fcheckpointIndex\x12#\n" +

@@ -115,6 +115,9 @@ func printCheckpointList(w io.Writer, l *api.CheckpointList) error {
 		if ck.Source != "" && ck.Source != l.Node {
 			flags = append(flags, "from-"+ck.Source)
 		}
+		if ck.RebuiltFrom != "" {
+			flags = append(flags, "delta-from-"+ck.RebuiltFrom)
+		}
 		created := "-"
 		if !ck.Created.IsZero() {
 			created = ck.Created.Local().Format("2006-01-02 15:04:05")
@@ -189,7 +192,12 @@ func printCheckpointDetail(w io.Writer, d *api.CheckpointDetail) error {
 	row := func(k, f string, a ...any) { fmt.Fprintf(tw, "%s\t"+f+"\n", append([]any{k}, a...)...) }
 	row("node", "%s", d.Node)
 	row("id", "%s", d.ID)
-	row("checkpoint id", "%s (created by %s at %s)", d.CheckpointID, d.Source, d.SourceAddr)
+	if d.RebuiltFrom != "" {
+		row("checkpoint id", "%s (state rebuilt from %s's copy by a delta install; files this node's own, served by %s at %s)",
+			d.CheckpointID, d.RebuiltFrom, d.Source, d.SourceAddr)
+	} else {
+		row("checkpoint id", "%s (created by %s at %s)", d.CheckpointID, d.Source, d.SourceAddr)
+	}
 	row("index / term", "%d / %d", d.Index, d.Term)
 	if d.StateIndex > d.Index {
 		row("state index", "%d (entries applied while the checkpoint was taken)", d.StateIndex)
