@@ -95,6 +95,18 @@ func digestDB(db *pebble.DB) (*stateDigest, error) {
 	return d, err
 }
 
+// StateDigest returns the number of keys of db and a digest of all of
+// them and their values, in order: the digest a delta install checks a
+// rebuilt state against. Two states are equal exactly when (up to hash
+// collisions) their digests are.
+func StateDigest(db *pebble.DB) (keys int64, sum []byte, err error) {
+	d, err := digestDB(db)
+	if err != nil {
+		return 0, nil, err
+	}
+	return d.keys, d.sum(), nil
+}
+
 // useDelta reports whether an install should try a delta first: the
 // caller can copy its live state, a fetcher can run one, and the files
 // this node lacks exceed Config.DeltaAbove of the state.
@@ -119,7 +131,10 @@ func (s *Store) installDelta(ctx context.Context, m *Manifest, sources []Source,
 	for _, src := range sources {
 		err := s.syncFrom(ctx, df, src, m, dir, base, st)
 		if err == nil {
-			return s.commitRebuilt(m, dir, src)
+			t := s.cfg.Now()
+			err = s.commitRebuilt(m, dir, src)
+			st.StoreTime = s.cfg.Now().Sub(t)
+			return err
 		}
 		_ = os.RemoveAll(dir)
 		s.log.Warn("snapshot: delta install failed", "checkpoint", m.ID, "from", src.Addr, "err", err)
@@ -139,6 +154,8 @@ const (
 )
 
 func (s *Store) syncFrom(ctx context.Context, df DeltaFetcher, src Source, m *Manifest, dir string, base func(string) error, st *InstallStats) (err error) {
+	phase := s.cfg.Now()
+	lap := func(d *time.Duration) { now := s.cfg.Now(); *d, phase = now.Sub(phase), now }
 	if err := base(dir); err != nil {
 		return fmt.Errorf("copy local state: %w", err)
 	}
@@ -166,6 +183,7 @@ func (s *Store) syncFrom(ctx context.Context, df DeltaFetcher, src Source, m *Ma
 	if err != nil {
 		return err
 	}
+	lap(&st.CopyTime)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := df.Sync(ctx, src, m.ID)
@@ -229,6 +247,7 @@ func (s *Store) syncFrom(ctx context.Context, df DeltaFetcher, src Source, m *Ma
 		}
 	}
 	_ = b.Close()
+	lap(&st.SyncTime)
 	// The state now has to be exactly the checkpoint's: read it all back.
 	d, err := digestDB(db)
 	if err != nil {
@@ -240,7 +259,9 @@ func (s *Store) syncFrom(ctx context.Context, df DeltaFetcher, src Source, m *Ma
 	}
 	st.KeysReused, st.BytesReused = trailer.GetMatchedKeys(), trailer.GetMatchedBytes()
 	// Leave the state in tables, not in the WAL the FSM would replay.
-	return db.Flush()
+	err = db.Flush()
+	lap(&st.CheckTime)
+	return err
 }
 
 // dirBytes is the size of the regular files in dir.

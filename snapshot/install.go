@@ -73,7 +73,7 @@ func (s *Store) InstallWithBase(ctx context.Context, r io.Reader, dir string, ba
 		s.log.Info("snapshot: installed by delta", "checkpoint", st.CheckpointID, "index", st.Index,
 			"keys_fetched", st.KeysFetched, "keys_deleted", st.KeysDeleted, "keys_reused", st.KeysReused,
 			"fetched_bytes", st.BytesFetched, "sent_bytes", st.BytesSent, "reused_bytes", st.BytesReused,
-			"state_bytes", st.Bytes, "took", st.Duration)
+			"state_bytes", st.Bytes, "took", st.Duration, "copy", st.CopyTime, "sync", st.SyncTime, "check", st.CheckTime, "store", st.StoreTime)
 		return st, nil
 	}
 	s.log.Info("snapshot: installed", "checkpoint", st.CheckpointID, "index", st.Index, "reused", st.FilesReused,

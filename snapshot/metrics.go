@@ -64,7 +64,12 @@ type InstallStats struct {
 	Delta                                bool
 	KeysFetched, KeysDeleted, KeysReused int64
 	BytesSent                            int64
-	Err                                  error
+	// Where a delta install's time went: copying and opening the local
+	// state; exchanging digest and differences and applying them; reading
+	// the result back against the source's digest and flushing it;
+	// storing the rebuilt checkpoint's files and manifest.
+	CopyTime, SyncTime, CheckTime, StoreTime time.Duration
+	Err                                      error
 }
 
 // ServeStats describes one Fetch served to a peer.

@@ -82,6 +82,9 @@ type ckptCatchUpResult struct {
 	FullCatchUpSec   float64           `json:"full_catch_up_s"` // a fresh node added
 	FullBytesFetched int64             `json:"full_bytes_fetched"`
 	FullInstallSec   float64           `json:"full_install_s"`
+	// SameState: at the end, the three voters' state machines, at the same
+	// applied index, hold the same keys and values (compared offline).
+	SameState bool `json:"same_state"`
 }
 
 type ckptCatchUpRound struct {
@@ -300,6 +303,13 @@ func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckp
 			return res, err
 		}
 		res.CatchUp = cu
+		// The follower that caught up must hold exactly the leader's data.
+		if cu.SameState, err = benchSameState(ctx, c, nodes[:3], log); err != nil {
+			return res, err
+		}
+		if !cu.SameState {
+			return res, errors.New("bench checkpoint: the replicas' states differ after the catch-up")
+		}
 	}
 	return res, nil
 }
@@ -642,5 +652,6 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 			}
 		}
 		fmt.Fprintf(w, "  %-24s caught up in %.1fs (install %.1fs), fetched %s\n", "fresh node (full)", cu.FullCatchUpSec, cu.FullInstallSec, humanBytes(cu.FullBytesFetched))
+		fmt.Fprintf(w, "  the three voters' states at the end, compared offline: identical %v\n", cu.SameState)
 	}
 }
