@@ -70,7 +70,8 @@ func (s *Store) InstallWithBase(ctx context.Context, r io.Reader, dir string, ba
 		return st, err
 	}
 	if st.Delta {
-		s.log.Info("snapshot: installed by delta", "checkpoint", st.CheckpointID, "index", st.Index,
+		// The same message as a file install (tools count installs by it).
+		s.log.Info("snapshot: installed", "checkpoint", st.CheckpointID, "index", st.Index, "delta", true,
 			"keys_fetched", st.KeysFetched, "keys_deleted", st.KeysDeleted, "keys_reused", st.KeysReused,
 			"fetched_bytes", st.BytesFetched, "sent_bytes", st.BytesSent, "reused_bytes", st.BytesReused,
 			"state_bytes", st.Bytes, "took", st.Duration, "copy", st.CopyTime, "sync", st.SyncTime, "check", st.CheckTime, "store", st.StoreTime)
