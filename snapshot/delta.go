@@ -137,6 +137,9 @@ func (s *Store) installDelta(ctx context.Context, m *Manifest, sources []Source,
 			return err
 		}
 		_ = os.RemoveAll(dir)
+		if errors.Is(err, errBaseTooSmall) {
+			return err // expected for a new node: not worth a warning
+		}
 		s.log.Warn("snapshot: delta install failed", "checkpoint", m.ID, "from", src.Addr, "err", err)
 		errs = append(errs, fmt.Errorf("from %s (%s): %w", src.NodeID, src.Addr, err))
 		if ctx.Err() != nil || errors.Is(err, errDeltaTooBig) || errors.Is(err, errBaseTooSmall) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -119,8 +120,12 @@ func (s *Store) install(ctx context.Context, r io.Reader, dir string, base func(
 			st.Delta = true
 			return nil
 		}
-		s.log.Warn("snapshot: delta install failed; fetching the checkpoint's files", "checkpoint", m.ID,
-			"missing_files", len(missing), "missing_bytes", missingBytes, "err", err)
+		lvl := slog.LevelWarn
+		if errors.Is(err, errBaseTooSmall) {
+			lvl = slog.LevelInfo
+		}
+		s.log.Log(ctx, lvl, "snapshot: no delta install; fetching the checkpoint's files", "checkpoint", m.ID,
+			"missing_files", len(missing), "missing_bytes", missingBytes, "reason", err)
 		st.KeysFetched, st.KeysDeleted, st.KeysReused, st.BytesReused = 0, 0, 0, 0
 	}
 	missing = missing[:0]
