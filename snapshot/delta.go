@@ -423,17 +423,11 @@ func (s *Store) pendingEntry(id string) (*entry, error) {
 // nothing arrived for IdleTimeout (the server sends progress while it
 // scans long identical stretches).
 func (g *GRPCFetcher) Sync(ctx context.Context, from Source, checkpointID string) (SyncStream, error) {
-	c, err := g.conn(from.Addr)
+	client, ctx, cancel, timer, idle, err := g.call(ctx, from.Addr)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	idle := g.IdleTimeout
-	if idle <= 0 {
-		idle = 30 * time.Second
-	}
-	timer := time.AfterFunc(idle, cancel)
-	stream, err := snapshotpb.NewFileServiceClient(c).Sync(ctx, grpc.MaxCallRecvMsgSize(maxSyncMessage))
+	stream, err := client.Sync(ctx, grpc.MaxCallRecvMsgSize(maxSyncMessage))
 	if err != nil {
 		timer.Stop()
 		cancel()

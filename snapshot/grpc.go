@@ -161,17 +161,11 @@ func (g *GRPCFetcher) conn(addr string) (*grpc.ClientConn, error) {
 // Fetch implements Fetcher. Every chunk's offset and checksum is checked;
 // the stream ending before the file's end is an error, not EOF.
 func (g *GRPCFetcher) Fetch(ctx context.Context, from Source, f File, offset int64) (io.ReadCloser, error) {
-	c, err := g.conn(from.Addr)
+	client, ctx, cancel, timer, idle, err := g.call(ctx, from.Addr)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	idle := g.IdleTimeout
-	if idle <= 0 {
-		idle = 30 * time.Second
-	}
-	timer := time.AfterFunc(idle, cancel)
-	stream, err := snapshotpb.NewFileServiceClient(c).Fetch(ctx, &snapshotpb.FetchRequest{
+	stream, err := client.Fetch(ctx, &snapshotpb.FetchRequest{
 		File: &snapshotpb.FileID{Checksum: f.Checksum, Size: f.Size}, Offset: offset, ChunkSize: uint32(g.ChunkSize),
 	})
 	if err != nil {
@@ -180,6 +174,21 @@ func (g *GRPCFetcher) Fetch(ctx context.Context, from Source, f File, offset int
 		return nil, err
 	}
 	return &chunkReader{stream: stream, cancel: cancel, timer: timer, idle: idle, off: offset, size: f.Size}, nil
+}
+
+// call returns addr's FileService client and a context for one call that
+// timer cancels unless reset within idle (IdleTimeout, default 30s).
+func (g *GRPCFetcher) call(ctx context.Context, addr string) (snapshotpb.FileServiceClient, context.Context, context.CancelFunc, *time.Timer, time.Duration, error) {
+	c, err := g.conn(addr)
+	if err != nil {
+		return nil, nil, nil, nil, 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	idle := g.IdleTimeout
+	if idle <= 0 {
+		idle = 30 * time.Second
+	}
+	return snapshotpb.NewFileServiceClient(c), ctx, cancel, time.AfterFunc(idle, cancel), idle, nil
 }
 
 // Close closes every connection.
