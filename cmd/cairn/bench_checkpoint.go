@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ type ckptBenchConfig struct {
 	Keep          bool
 	Bin           string
 	ServeFlags    []string
+	Trace         string
 }
 
 type ckptSizeResult struct {
@@ -73,6 +75,23 @@ type ckptLoadResult struct {
 	// MeanPauseSec is the mean time the leader's state machine was paused
 	// per checkpoint (cairn_checkpoint_pause_seconds).
 	MeanPauseSec float64 `json:"mean_pause_s"`
+	// LostSec and LostWithAfterSec are the Puts lost per create, in
+	// seconds of the baseline rate (lost Puts / baseline ops/s), while the
+	// call runs and over the call plus the 500 ms after. Unlike the
+	// percentages they do not shrink when a create takes longer for the
+	// same cost (e.g. work spread out or deferred within the window).
+	LostSec          float64 `json:"lost_s_per_create"`
+	LostWithAfterSec float64 `json:"lost_s_per_create_with_after"`
+}
+
+// ckptSpan is one create call, as offsets from the start of the write load.
+type ckptSpan struct{ From, To time.Duration }
+
+// ckptTrace is what --trace writes.
+type ckptTrace struct {
+	BucketSec float64     `json:"bucket_s"`
+	Counts    []int64     `json:"puts"`    // completed Puts per bucket
+	Creates   [][]float64 `json:"creates"` // [start, end] of each create call, seconds
 }
 
 type ckptCatchUpResult struct {
@@ -181,6 +200,7 @@ The data directory is temporary unless --dir is given.`,
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the data directory")
 	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to run the nodes with (default: this one)")
 	f.StringArrayVar(&cfg.ServeFlags, "serve-flag", nil, "extra flag for `cairn serve`, repeatable")
+	f.StringVar(&cfg.Trace, "trace", "", "write the write load's completed Puts per 10 ms and the create calls' times to this JSON file")
 	outputFlag(cmd, &output)
 	return cmd
 }
@@ -373,8 +393,7 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 			}
 		}()
 	}
-	type span struct{ from, to time.Duration }
-	var spans []span
+	var spans []ckptSpan
 	var lats []float64
 	next := cfg.CreateEvery / 2
 	for {
@@ -392,20 +411,53 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 			wg.Wait()
 			return nil, fmt.Errorf("bench checkpoint: create under load: %w", err)
 		}
-		spans = append(spans, span{from, time.Since(start)})
+		spans = append(spans, ckptSpan{from, time.Since(start)})
 		lats = append(lats, lat.Seconds())
 		next += cfg.CreateEvery
 	}
 	wg.Wait()
-	// Rates over time ranges, from the 10 ms buckets (a partial bucket
-	// counts in proportion).
+	n := make([]int64, nb)
+	for i := range counts {
+		n[i] = counts[i].Load()
+	}
+	r := ckptLoss(n, bucket, spans, cfg.WriteDuration)
+	r.Clients, r.CreateLatencySec = cfg.WriteClients, lats
+	if cfg.Trace != "" {
+		t := ckptTrace{BucketSec: bucket.Seconds(), Counts: n}
+		for _, sp := range spans {
+			t.Creates = append(t.Creates, []float64{sp.From.Seconds(), sp.To.Seconds()})
+		}
+		b, err := json.Marshal(t)
+		if err == nil {
+			err = os.WriteFile(cfg.Trace, b, 0o644)
+		}
+		if err != nil {
+			return r, fmt.Errorf("bench checkpoint: --trace: %w", err)
+		}
+	}
+	if n := errCount.Load(); n > 0 {
+		return r, fmt.Errorf("bench checkpoint: %d write errors under load (first: %s)", n, strings.Join(errSamples, "; "))
+	}
+	return r, nil
+}
+
+// ckptLoss compares the Puts completed (counts per bucket, from the start
+// of a write load of length dur) while create calls ran (spans) with the
+// rate more than 1 s away from any of them.
+func ckptLoss(counts []int64, bucket time.Duration, spans []ckptSpan, dur time.Duration) *ckptLoadResult {
+	nb := len(counts)
+	// Rates over time ranges, from the buckets (a partial bucket counts in
+	// proportion).
 	opsIn := func(from, to time.Duration) float64 {
 		var n float64
 		for b := int(from / bucket); b <= int(to/bucket) && b < nb; b++ {
+			if b < 0 {
+				continue
+			}
 			lo, hi := time.Duration(b)*bucket, time.Duration(b+1)*bucket
 			ov := min(hi, to) - max(lo, from)
 			if ov > 0 {
-				n += float64(counts[b].Load()) * float64(ov) / float64(bucket)
+				n += float64(counts[b]) * float64(ov) / float64(bucket)
 			}
 		}
 		return n
@@ -413,10 +465,10 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 	const tail = 500 * time.Millisecond
 	var baseOps, baseT, durOps, durT, aftOps, aftT float64
 	warm := time.Second
-	for t := warm; t+time.Second <= cfg.WriteDuration-200*time.Millisecond; t += time.Second / 10 {
+	for t := warm; t+time.Second <= dur-200*time.Millisecond; t += time.Second / 10 {
 		near := false
 		for _, s := range spans {
-			if t+time.Second/10 > s.from-time.Second && t < s.to+time.Second {
+			if t+time.Second/10 > s.From-time.Second && t < s.To+time.Second {
 				near = true
 			}
 		}
@@ -426,9 +478,9 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 		}
 	}
 	for _, s := range spans {
-		durOps += opsIn(s.from, s.to)
-		durT += (s.to - s.from).Seconds()
-		aftOps += opsIn(s.to, s.to+tail)
+		durOps += opsIn(s.From, s.To)
+		durT += (s.To - s.From).Seconds()
+		aftOps += opsIn(s.To, s.To+tail)
 		aftT += tail.Seconds()
 	}
 	rate := func(ops, t float64) float64 {
@@ -442,23 +494,25 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 	for i := range around {
 		var ops float64
 		for _, s := range spans {
-			from := s.from - 200*time.Millisecond + time.Duration(i)*bin
+			from := s.From - 200*time.Millisecond + time.Duration(i)*bin
 			ops += opsIn(from, from+bin)
 		}
 		around[i] = math.Round(rate(ops, float64(len(spans))*bin.Seconds()))
 	}
-	r := &ckptLoadResult{Clients: cfg.WriteClients, DurationSec: cfg.WriteDuration.Seconds(), Creates: len(spans),
-		CreateLatencySec: lats, BaselineOpsSec: rate(baseOps, baseT), DuringOpsSec: rate(durOps, durT), AfterOpsSec: rate(aftOps, aftT),
+	r := &ckptLoadResult{DurationSec: dur.Seconds(), Creates: len(spans),
+		BaselineOpsSec: rate(baseOps, baseT), DuringOpsSec: rate(durOps, durT), AfterOpsSec: rate(aftOps, aftT),
 		AroundOpsSec: around}
 	r.LossPct = 100 * (1 - r.DuringOpsSec/r.BaselineOpsSec)
 	r.AfterLossPct = 100 * (1 - r.AfterOpsSec/r.BaselineOpsSec)
 	r.OverallLossPct = 100 * (1 - rate(durOps+aftOps, durT+aftT)/r.BaselineOpsSec)
-	runT := cfg.WriteDuration - 200*time.Millisecond - warm
+	runT := dur - 200*time.Millisecond - warm
 	r.RunLossPct = 100 * (1 - rate(opsIn(warm, warm+runT), runT.Seconds())/r.BaselineOpsSec)
-	if n := errCount.Load(); n > 0 {
-		return r, fmt.Errorf("bench checkpoint: %d write errors under load (first: %s)", n, strings.Join(errSamples, "; "))
+	if len(spans) > 0 {
+		n := float64(len(spans))
+		r.LostSec = (durT - durOps/r.BaselineOpsSec) / n
+		r.LostWithAfterSec = (durT + aftT - (durOps+aftOps)/r.BaselineOpsSec) / n
 	}
-	return r, nil
+	return r
 }
 
 // A node's checkpoint install metrics (internal/node/checkpoints.go).
@@ -634,6 +688,8 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 			fmtDuration(seconds(l.MeanPauseSec)), l.AroundOpsSec)
 		fmt.Fprintf(w, "  throughput away from checkpoints %.0f ops/s; during the create calls %.0f ops/s (loss %.1f%%); in the 500 ms after %.0f ops/s (loss %.1f%%); both together: loss %.1f%%\n",
 			l.BaselineOpsSec, l.DuringOpsSec, l.LossPct, l.AfterOpsSec, l.AfterLossPct, l.OverallLossPct)
+		fmt.Fprintf(w, "  Puts lost per create, in time at the baseline rate: %s during the call, %s with the 500 ms after\n",
+			fmtDuration(seconds(l.LostSec)), fmtDuration(seconds(l.LostWithAfterSec)))
 		fmt.Fprintf(w, "  the whole run with a checkpoint every %s: loss %.1f%%\n", seconds(l.DurationSec/float64(max(1, l.Creates))).Round(time.Second), l.RunLossPct)
 	}
 	if cu := r.CatchUp; cu != nil {

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+// A synthetic write load: 1,000 Puts/s, down to 400/s while each of two
+// create calls runs (200 ms and 400 ms), normal right after.
+func TestCkptLossArithmetic(t *testing.T) {
+	const bucket = 10 * time.Millisecond
+	dur := 20 * time.Second
+	counts := make([]int64, int(dur/bucket)+1)
+	for i := range counts {
+		counts[i] = 10
+	}
+	spans := []ckptSpan{{5 * time.Second, 5200 * time.Millisecond}, {12 * time.Second, 12400 * time.Millisecond}}
+	for _, s := range spans {
+		for b := int(s.From / bucket); b < int(s.To/bucket); b++ {
+			counts[b] = 4
+		}
+	}
+	r := ckptLoss(counts, bucket, spans, dur)
+	near := func(name string, got, want float64) {
+		t.Helper()
+		if math.Abs(got-want) > 1e-6*math.Max(1, math.Abs(want)) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	near("baseline", r.BaselineOpsSec, 1000)
+	near("during", r.DuringOpsSec, 400)
+	near("loss %", r.LossPct, 60)
+	near("after loss %", r.AfterLossPct, 0)
+	// 0.6 of 200 ms and of 400 ms: 0.18 s of baseline writes per create,
+	// with or without the 500 ms after (nothing lost there).
+	near("lost per create", r.LostSec, 0.18)
+	near("lost per create with after", r.LostWithAfterSec, 0.18)
+	// 360 Puts lost in the 18.8 s the run loss covers.
+	near("run loss %", r.RunLossPct, 100*360.0/18800)
+	if r.Creates != 2 || len(r.AroundOpsSec) != 24 {
+		t.Errorf("creates %d, %d bins around them", r.Creates, len(r.AroundOpsSec))
+	}
+	// The first 50 ms bin after a create starts (bin 4: 200 ms before it
+	// come first) is inside both calls.
+	near("around[4]", r.AroundOpsSec[4], 400)
+	near("around[0]", r.AroundOpsSec[0], 1000)
+}
+
+// The same cost spread over a call twice as long halves the loss rate
+// during the call but not the Puts lost per create.
+func TestCkptLossPerCreateIgnoresDilution(t *testing.T) {
+	const bucket = 10 * time.Millisecond
+	dur := 20 * time.Second
+	run := func(callLen time.Duration, perBucket int64) *ckptLoadResult {
+		counts := make([]int64, int(dur/bucket)+1)
+		for i := range counts {
+			counts[i] = 10
+		}
+		s := ckptSpan{8 * time.Second, 8*time.Second + callLen}
+		for b := int(s.From / bucket); b < int(s.To/bucket); b++ {
+			counts[b] = perBucket
+		}
+		return ckptLoss(counts, bucket, []ckptSpan{s}, dur)
+	}
+	short, long := run(200*time.Millisecond, 4), run(400*time.Millisecond, 7)
+	if !(long.LossPct < short.LossPct) {
+		t.Fatalf("loss %% %v (long call) vs %v (short): want the longer call to look better by percentage", long.LossPct, short.LossPct)
+	}
+	if math.Abs(long.LostSec-short.LostSec) > 1e-9 {
+		t.Fatalf("lost per create %v (long) vs %v (short): want equal", long.LostSec, short.LostSec)
+	}
+}
