@@ -688,8 +688,14 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 			fmtDuration(seconds(l.MeanPauseSec)), l.AroundOpsSec)
 		fmt.Fprintf(w, "  throughput away from checkpoints %.0f ops/s; during the create calls %.0f ops/s (loss %.1f%%); in the 500 ms after %.0f ops/s (loss %.1f%%); both together: loss %.1f%%\n",
 			l.BaselineOpsSec, l.DuringOpsSec, l.LossPct, l.AfterOpsSec, l.AfterLossPct, l.OverallLossPct)
+		lost := func(s float64) string {
+			if math.IsNaN(s) {
+				return "n/a" // no baseline: no time away from the creates
+			}
+			return fmtDuration(seconds(s))
+		}
 		fmt.Fprintf(w, "  Puts lost per create, in time at the baseline rate: %s during the call, %s with the 500 ms after\n",
-			fmtDuration(seconds(l.LostSec)), fmtDuration(seconds(l.LostWithAfterSec)))
+			lost(l.LostSec), lost(l.LostWithAfterSec))
 		fmt.Fprintf(w, "  the whole run with a checkpoint every %s: loss %.1f%%\n", seconds(l.DurationSec/float64(max(1, l.Creates))).Round(time.Second), l.RunLossPct)
 	}
 	if cu := r.CatchUp; cu != nil {
