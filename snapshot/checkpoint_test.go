@@ -1,10 +1,12 @@
 package snapshot
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
 )
 
 func sstBytes(m *Manifest) (n int, bytes int64) {
@@ -231,6 +233,38 @@ func TestRetentionCollectsUnreferencedFiles(t *testing.T) {
 	if got, want := storedChecksums(t, s), manifestChecksums(m3); !equalStrings(got, want) {
 		t.Fatalf("after unpin the store holds %d files, want %d", len(got), len(want))
 	}
+	// Collected files left files/ in the commit; their blocks are freed
+	// in the background.
+	waitTrashEmpty(t, s)
+}
+
+// waitTrashEmpty waits until the background unlinker has emptied trash/.
+func waitTrashEmpty(t *testing.T, s *Store) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for s.trashBusy.Load() || s.files.trashHolds() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("trash/ still holds files after 10s")
+		}
+	}
+}
+
+// Whatever a crash left in trash/ is unlinked after Open.
+func TestTrashLeftOverIsEmptiedOnOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "snaps")
+	s := newStore(t, dir, "n1", "", nil)
+	waitTrashEmpty(t, s)
+	for i := 0; i < 3; i++ {
+		if err := os.WriteFile(filepath.Join(s.files.trash, fmt.Sprintf("left-%d", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := newStore(t, dir, "n1", "", nil)
+	waitTrashEmpty(t, s2)
 }
 
 // Snapshots received from a peer stay out of raft's List until installed;

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -32,6 +33,7 @@ import (
 //	files/<checksum>           checkpoint file content
 //	files/<checksum>.partial   a fetch in progress (resume offset = length)
 //	quarantine/                files found corrupt, moved aside
+//	trash/                     collected files, unlinked in the background
 //	scratch/                   Pebble checkpoints being ingested
 type Store struct {
 	cfg     Config
@@ -50,6 +52,7 @@ type Store struct {
 	holds map[string]int
 
 	installMu sync.Mutex // one install at a time: a partial file has one writer
+	trashBusy atomic.Bool // a goroutine is emptying trash/
 }
 
 var _ raft.SnapshotStore = (*Store)(nil)
@@ -88,6 +91,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.prehash = newPrehasher(s.files)
+	s.startEmptyingTrash() // what a crash left there
 	s.retain()
 	return s, nil
 }
@@ -481,10 +485,9 @@ func (s *Store) collect() (GCStats, error) {
 		if refs[sum] {
 			continue
 		}
-		if err := os.Remove(s.files.path(sum)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.files.discard(sum); err != nil {
 			return st, err
 		}
-		s.files.forget(sum)
 		st.FilesDeleted++
 		st.BytesDeleted += size
 		removed = true
@@ -498,9 +501,39 @@ func (s *Store) collect() (GCStats, error) {
 		}
 	}
 	if removed {
-		return st, syncDir(s.files.dir)
+		if err := syncDir(s.files.dir); err != nil {
+			return st, err
+		}
+		s.startEmptyingTrash()
 	}
 	return st, nil
+}
+
+// startEmptyingTrash unlinks the trash in the background, one goroutine at
+// a time, so that freeing the blocks of collected files is not part of the
+// checkpoint (or install) whose commit collected them. It frees as much
+// as before, later: the concurrent writes it costs are the same, but a
+// create returns without waiting for it.
+func (s *Store) startEmptyingTrash() {
+	if !s.trashBusy.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		for {
+			n, err := s.files.emptyTrash()
+			if err != nil {
+				s.log.Warn("snapshot: emptying trash", "err", err)
+			}
+			if n == 0 || err != nil {
+				s.trashBusy.Store(false)
+				// A collect that ran after the last ReadDir found the flag
+				// set and left its files to this goroutine: look again.
+				if err != nil || !s.files.trashHolds() || !s.trashBusy.CompareAndSwap(false, true) {
+					return
+				}
+			}
+		}
+	}()
 }
 
 // markInstalled makes pending snapshots of m visible to List: the FSM now
