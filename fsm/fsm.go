@@ -357,7 +357,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	restore := f.cfg.Checkpointer.Restore
-	if br, ok := f.cfg.Checkpointer.(BaseRestorer); ok {
+	// A state machine that never applied anything has nothing to offer.
+	if br, ok := f.cfg.Checkpointer.(BaseRestorer); ok && f.applied.Load() > 0 {
 		restore = func(r io.Reader, dir string) error { return br.RestoreWithBase(r, dir, f.copyLive) }
 	}
 	if err := restore(rc, f.restoreDir()); err != nil {

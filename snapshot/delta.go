@@ -46,9 +46,13 @@ type SyncStream interface {
 var errDeltaTooBig = errors.New("snapshot: delta install shipped too much; fetching files instead")
 
 // errBaseTooSmall skips a delta install whose local state is too small to
-// spare shipping more than Config.DeltaMaxShipped of the checkpoint (a new
-// node's empty state, for one): it would end in errDeltaTooBig.
+// spare shipping more than Config.DeltaMaxShipped of the checkpoint: it
+// would end in errDeltaTooBig after shipping that much for nothing. Only
+// checked for checkpoints of at least baseCheckAbove bytes: below, sizes
+// are dominated by WAL history rather than state, and the waste is small.
 var errBaseTooSmall = errors.New("snapshot: local state too small for a delta install")
+
+const baseCheckAbove = 1 << 20
 
 // valueHash is the per-key digest both sides compare.
 func valueHash(v []byte) [16]byte { return xxh3.Hash128(v).Bytes() }
@@ -162,7 +166,7 @@ func (s *Store) syncFrom(ctx context.Context, df DeltaFetcher, src Source, m *Ma
 	if err := base(dir); err != nil {
 		return fmt.Errorf("copy local state: %w", err)
 	}
-	if s.cfg.DeltaMaxShipped > 0 {
+	if s.cfg.DeltaMaxShipped > 0 && m.StateBytes >= baseCheckAbove {
 		size, err := dirBytes(dir)
 		if err != nil {
 			return err
