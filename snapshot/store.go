@@ -51,7 +51,7 @@ type Store struct {
 	mu    sync.Mutex
 	holds map[string]int
 
-	installMu sync.Mutex // one install at a time: a partial file has one writer
+	installMu sync.Mutex  // one install at a time: a partial file has one writer
 	trashBusy atomic.Bool // a goroutine is emptying trash/
 }
 
