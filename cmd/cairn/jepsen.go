@@ -116,7 +116,7 @@ func printInstalls(w io.Writer, s *report.Summary) {
 	for _, id := range slices.Sorted(maps.Keys(s.Installs)) {
 		n := s.Installs[id]
 		installs += n.Log.Installs
-		per = append(per, fmt.Sprintf("%s %d (%d failed, %d files fetched, %d reused)", id, n.Log.Installs, n.Log.Failed, n.Log.FilesFetched, n.Log.FilesReused))
+		per = append(per, fmt.Sprintf("%s %d (%d failed, %d by delta, %d files fetched, %d reused)", id, n.Log.Installs, n.Log.Failed, n.Log.Deltas, n.Log.FilesFetched, n.Log.FilesReused))
 	}
 	if faults == 0 && installs == 0 {
 		return

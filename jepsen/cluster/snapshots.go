@@ -46,7 +46,11 @@ type InstallLog struct {
 	FilesReused  int   `json:"files_reused"`
 	BytesFetched int64 `json:"bytes_fetched"` // completed and failed installs
 	BytesResumed int64 `json:"bytes_resumed"` // continued partial files
-	Processes    int   `json:"processes"`     // process starts seen in the log
+	// Deltas of the completed installs rebuilt the state from the node's
+	// own plus the keys that differ (delta=true); KeysFetched their keys.
+	Deltas      int   `json:"deltas"`
+	KeysFetched int64 `json:"keys_fetched"`
+	Processes   int   `json:"processes"` // process starts seen in the log
 }
 
 // ParseInstallLog reads a node.log (slog text lines, harness start
@@ -67,6 +71,10 @@ func ParseInstallLog(r io.Reader) (InstallLog, error) {
 			l.FilesReused += int(kv.int("reused"))
 			l.BytesFetched += kv.int("fetched_bytes")
 			l.BytesResumed += kv.int("resumed_bytes")
+			if kv["delta"] == "true" {
+				l.Deltas++
+				l.KeysFetched += kv.int("keys_fetched")
+			}
 		case strings.Contains(line, logInstallFailed):
 			l.Failed++
 			l.BytesFetched += logFields(line).int("fetched_bytes")

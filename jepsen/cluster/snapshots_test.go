@@ -14,12 +14,13 @@ time=2026-01-01T00:00:02.000Z level=WARN msg="snapshot: install failed" componen
 === jepsen 2026-01-01T00:00:03Z: /bin/cairn ["serve"]
 time=2026-01-01T00:00:04.000Z level=INFO msg="snapshot: installed" component=snapshot checkpoint=1-90-cd index=90 reused=4 fetched=1 fetched_bytes=900 resumed_bytes=100 quarantined=0 took=3ms
 time=2026-01-01T00:00:05.000Z level=INFO msg="snapshot: checkpoint created" component=snapshot id=x index=99
+time=2026-01-01T00:00:06.000Z level=INFO msg="snapshot: installed" node=n2 component=snapshot checkpoint=4-264-17 index=264 delta=true keys_fetched=6 keys_deleted=0 keys_reused=5 fetched_bytes=175 sent_bytes=318 reused_bytes=92 state_bytes=26815 took=30.9ms
 `
 	got, err := ParseInstallLog(strings.NewReader(log))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := InstallLog{Installs: 2, Failed: 1, FilesFetched: 3, FilesReused: 7, BytesFetched: 5096, BytesResumed: 100, Processes: 2}
+	want := InstallLog{Installs: 3, Failed: 1, FilesFetched: 3, FilesReused: 7, BytesFetched: 5271, BytesResumed: 100, Deltas: 1, KeysFetched: 6, Processes: 2}
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}

@@ -86,8 +86,8 @@ h2{margin-top:28px;border-bottom:1px solid #eee}.swatch{display:inline-block;wid
 </table>{{end}}
 
 {{if .S.Installs}}<h2>Snapshot installs</h2>
-<table><tr><th>node</th><th>installs (failed)</th><th>files fetched / reused</th><th>bytes fetched (resumed)</th><th>last process: installs, bytes fetched / reused</th><th>snapshot faults / killed mid-install</th><th>processes</th></tr>
-{{range $id, $n := .S.Installs}}<tr><td>{{$id}}</td><td>{{$n.Log.Installs}} ({{$n.Log.Failed}})</td><td>{{$n.Log.FilesFetched}} / {{$n.Log.FilesReused}}</td><td>{{$n.Log.BytesFetched}} ({{$n.Log.BytesResumed}})</td><td>{{with $n.Final}}{{.Installs}}, {{.BytesFetched}} / {{.BytesReused}}{{else}}—{{end}}</td><td>{{$n.Faults}} / {{$n.KilledMidInstall}}</td><td>{{$n.Log.Processes}}{{if $n.Error}} ({{$n.Error}}){{end}}</td></tr>{{end}}
+<table><tr><th>node</th><th>installs (failed; by delta, keys fetched)</th><th>files fetched / reused</th><th>bytes fetched (resumed)</th><th>last process: installs, bytes fetched / reused</th><th>snapshot faults / killed mid-install</th><th>processes</th></tr>
+{{range $id, $n := .S.Installs}}<tr><td>{{$id}}</td><td>{{$n.Log.Installs}} ({{$n.Log.Failed}}; {{$n.Log.Deltas}}, {{$n.Log.KeysFetched}})</td><td>{{$n.Log.FilesFetched}} / {{$n.Log.FilesReused}}</td><td>{{$n.Log.BytesFetched}} ({{$n.Log.BytesResumed}})</td><td>{{with $n.Final}}{{.Installs}}, {{.BytesFetched}} / {{.BytesReused}}{{else}}—{{end}}</td><td>{{$n.Faults}} / {{$n.KilledMidInstall}}</td><td>{{$n.Log.Processes}}{{if $n.Error}} ({{$n.Error}}){{end}}</td></tr>{{end}}
 </table>
 <p>Installs, files and bytes are totalled from each node's node.log over all its processes; a restart resets the metrics, so the last column covers only the process running at the end.</p>{{end}}
 
