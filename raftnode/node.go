@@ -53,6 +53,8 @@ type Node struct {
 	// leaseUntil: unix nanos until which a leader-lease read needs no round.
 	leaseUntil atomic.Int64
 	gate       *heartbeatGate // heartbeat fast path and AppendEntries acks (transport.go)
+	// soloShortened: soloElection shortened raft's timeouts (solo.go).
+	soloShortened atomic.Bool
 
 	startedCh chan struct{} // closed when raft.NewRaft returned
 	startErr  error
@@ -154,6 +156,7 @@ func (n *Node) start(rc *raft.Config, sm StateMachine, logs raft.LogStore, trans
 	}
 	n.raft = r
 	gate.setRaft(r)
+	n.soloElection(r)
 	n.obsCh = make(chan raft.Observation, 16)
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
@@ -215,6 +218,7 @@ func (n *Node) watchLeadership() {
 			n.leaseUntil.Store(0)
 			continue
 		}
+		n.restoreTimeouts()
 		term := n.raft.CurrentTerm()
 		if n.readyTerm.Load() == term {
 			continue
