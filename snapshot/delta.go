@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/hashicorp/raft"
 	"github.com/zeebo/xxh3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -77,18 +76,21 @@ func (d *stateDigest) add(key []byte, vh [16]byte) {
 
 func (d *stateDigest) sum() []byte { b := d.h.Sum128().Bytes(); return b[:] }
 
-// digestDB returns the digest of every key of db.
-func digestDB(db *pebble.DB) (*stateDigest, error) {
+// StateDigest returns the number of keys of db and a digest of all of
+// them and their values, in order: the digest a delta install checks a
+// rebuilt state against. Two states are equal exactly when (up to hash
+// collisions) their digests are.
+func StateDigest(db *pebble.DB) (keys int64, sum []byte, err error) {
 	it, err := db.NewIter(nil)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	d := newStateDigest()
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			_ = it.Close()
-			return nil, err
+			return 0, nil, err
 		}
 		d.add(it.Key(), valueHash(v))
 	}
@@ -96,19 +98,7 @@ func digestDB(db *pebble.DB) (*stateDigest, error) {
 	if cerr := it.Close(); err == nil {
 		err = cerr
 	}
-	return d, err
-}
-
-// StateDigest returns the number of keys of db and a digest of all of
-// them and their values, in order: the digest a delta install checks a
-// rebuilt state against. Two states are equal exactly when (up to hash
-// collisions) their digests are.
-func StateDigest(db *pebble.DB) (keys int64, sum []byte, err error) {
-	d, err := digestDB(db)
-	if err != nil {
-		return 0, nil, err
-	}
-	return d.keys, d.sum(), nil
+	return d.keys, d.sum(), err
 }
 
 // useDelta reports whether an install should try a delta first: the
@@ -146,7 +136,7 @@ func (s *Store) installDelta(ctx context.Context, m *Manifest, sources []Source,
 		}
 		s.log.Warn("snapshot: delta install failed", "checkpoint", m.ID, "from", src.Addr, "err", err)
 		errs = append(errs, fmt.Errorf("from %s (%s): %w", src.NodeID, src.Addr, err))
-		if ctx.Err() != nil || errors.Is(err, errDeltaTooBig) || errors.Is(err, errBaseTooSmall) {
+		if ctx.Err() != nil || errors.Is(err, errDeltaTooBig) {
 			break
 		}
 	}
@@ -211,31 +201,27 @@ func (s *Store) syncFrom(ctx context.Context, df DeltaFetcher, src Source, m *Ma
 
 	limit := int64(s.cfg.DeltaMaxShipped * float64(m.StateBytes))
 	b := db.NewBatch()
+	defer func() { _ = b.Close() }() // the batch in use when the loop ends
 	var trailer *snapshotpb.SyncResponse
 	for trailer == nil {
 		resp, err := stream.Recv()
 		if err != nil {
-			_ = b.Close()
 			return fmt.Errorf("receive: %w", err)
 		}
 		st.BytesFetched += int64(proto.Size(resp))
 		if limit > 0 && st.BytesFetched > limit {
-			_ = b.Close()
 			return fmt.Errorf("%w (%d bytes of a %d-byte state)", errDeltaTooBig, st.BytesFetched, m.StateBytes)
 		}
 		if len(resp.GetPutKeys()) != len(resp.GetPutValues()) {
-			_ = b.Close()
 			return fmt.Errorf("%w: %d keys with %d values", ErrCorrupt, len(resp.GetPutKeys()), len(resp.GetPutValues()))
 		}
 		for i, k := range resp.GetPutKeys() {
 			if err := b.Set(k, resp.GetPutValues()[i], nil); err != nil {
-				_ = b.Close()
 				return err
 			}
 		}
 		for _, k := range resp.GetDeleteKeys() {
 			if err := b.Delete(k, nil); err != nil {
-				_ = b.Close()
 				return err
 			}
 		}
@@ -246,23 +232,21 @@ func (s *Store) syncFrom(ctx context.Context, df DeltaFetcher, src Source, m *Ma
 		}
 		if b.Len() >= deltaBatchBytes || trailer != nil {
 			if err := b.Commit(pebble.NoSync); err != nil {
-				_ = b.Close()
 				return err
 			}
 			_ = b.Close()
 			b = db.NewBatch()
 		}
 	}
-	_ = b.Close()
 	lap(&st.SyncTime)
 	// The state now has to be exactly the checkpoint's: read it all back.
-	d, err := digestDB(db)
+	keys, sum, err := StateDigest(db)
 	if err != nil {
 		return fmt.Errorf("digest rebuilt state: %w", err)
 	}
-	if d.keys != trailer.GetKeys() || !bytes.Equal(d.sum(), trailer.GetDigest()) {
+	if keys != trailer.GetKeys() || !bytes.Equal(sum, trailer.GetDigest()) {
 		return fmt.Errorf("%w: rebuilt state has %d keys and digest %x; checkpoint %s has %d keys and digest %x",
-			ErrCorrupt, d.keys, d.sum(), m.ID, trailer.GetKeys(), trailer.GetDigest())
+			ErrCorrupt, keys, sum, m.ID, trailer.GetKeys(), trailer.GetDigest())
 	}
 	st.KeysReused, st.BytesReused = trailer.GetMatchedKeys(), trailer.GetMatchedBytes()
 	// Leave the state in tables, not in the WAL the FSM would replay.
@@ -353,7 +337,7 @@ func (s *Store) commitRebuilt(m *Manifest, dir string, src Source) error {
 	own.Previous, own.NewFiles, own.NewBytes, own.SharedFiles, own.SharedBytes = "", 0, 0, 0, 0
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
-			continue // Pebble's lock file is regular; nothing else is expected
+			continue // a Pebble directory holds only files; nothing else is state
 		}
 		sum, size, _, err := s.files.checksum(filepath.Join(dir, e.Name()), immutable(e.Name()))
 		if err != nil {
@@ -363,36 +347,8 @@ func (s *Store) commitRebuilt(m *Manifest, dir string, src Source) error {
 		own.StateBytes += size
 	}
 	sort.Slice(own.Files, func(i, j int) bool { return own.Files[i].Name < own.Files[j].Name })
-	s.hold(own.Files)
-	defer s.release(own.Files)
-	for _, f := range own.Files {
-		path := filepath.Join(dir, f.Name)
-		if immutable(f.Name) {
-			_, err = s.files.add(path, f)
-		} else if !exists(s.files.path(f.Checksum)) {
-			err = copyFileAtomic(path, s.files.path(f.Checksum))
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if err := syncDir(s.files.dir); err != nil {
-		return err
-	}
-	enc, err := own.Encode()
-	if err != nil {
-		return err
-	}
 	pm := pending.meta.SnapshotMeta
-	sink, err := s.Create(raft.SnapshotVersionMax, pm.Index, pm.Term, pm.Configuration, pm.ConfigurationIndex, nil)
-	if err != nil {
-		return err
-	}
-	if _, err := sink.Write(enc); err != nil {
-		_ = sink.Cancel()
-		return err
-	}
-	if err := sink.Close(); err != nil {
+	if _, err := s.commitOwn(&own, dir, pm.Index, pm.Term, pm.Configuration, pm.ConfigurationIndex); err != nil {
 		return err
 	}
 	// The rebuilt snapshot is durable; the received one is superseded.

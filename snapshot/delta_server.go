@@ -80,23 +80,13 @@ type syncMerge struct {
 	send  func(*snapshotpb.SyncResponse) error
 	limit int
 
-	out      snapshotpb.SyncResponse
-	size     int
-	unsent   int // keys scanned since the last response
-	matched  int64
-	mbytes   int64
-	scanned  int64
-	hasPrev  bool
-	valueErr error
-}
-
-func (m *syncMerge) value() ([]byte, bool) {
-	v, err := m.it.ValueAndErr()
-	if err != nil {
-		m.valueErr = err
-		return nil, false
-	}
-	return v, true
+	out     snapshotpb.SyncResponse
+	size    int
+	unsent  int // keys scanned since the last response
+	matched int64
+	mbytes  int64
+	scanned int64
+	hasPrev bool
 }
 
 // next advances past the checkpoint's current key.
@@ -110,7 +100,7 @@ func (m *syncMerge) next() error {
 	return nil
 }
 
-// put sends the checkpoint's current entry, whose value v hashes to vh.
+// put sends the checkpoint's current entry, whose value is v.
 func (m *syncMerge) put(v []byte) {
 	k := m.it.Key()
 	m.out.PutKeys = append(m.out.PutKeys, bytes.Clone(k))
@@ -120,9 +110,9 @@ func (m *syncMerge) put(v []byte) {
 
 // own hashes and sends (when it differs from want) the current entry.
 func (m *syncMerge) own(want []byte) error {
-	v, ok := m.value()
-	if !ok {
-		return status.Errorf(codes.Internal, "read checkpoint: %v", m.valueErr)
+	v, err := m.it.ValueAndErr()
+	if err != nil {
+		return status.Errorf(codes.Internal, "read checkpoint: %v", err)
 	}
 	vh := valueHash(v)
 	m.d.add(m.it.Key(), vh)

@@ -319,8 +319,6 @@ func download(ctx context.Context, b *blob.Bucket, f File, dst string) error {
 // new cluster's log continues above the state's applied index instead of
 // being skipped by the FSM. It returns the snapshot id.
 func (s *Store) Adopt(m *Manifest, dbDir string, conf raft.Configuration, confIndex uint64) (string, error) {
-	s.hold(m.Files)
-	defer s.release(m.Files)
 	for _, f := range m.Files {
 		src := filepath.Join(dbDir, f.Name)
 		sum, n, err := hashFile(src)
@@ -330,6 +328,26 @@ func (s *Store) Adopt(m *Manifest, dbDir string, conf raft.Configuration, confIn
 		if sum != f.Checksum || n != f.Size {
 			return "", fmt.Errorf("%w: %s does not match the manifest (was the DB opened already?)", ErrCorrupt, src)
 		}
+	}
+	own := *m
+	own.Source = Source{NodeID: s.cfg.NodeID, Addr: s.cfg.Addr}
+	// The new cluster's log continues above the last entry the state
+	// holds, which may be above the snapshot index it was taken at.
+	index, term := m.State()
+	return s.commitOwn(&own, dbDir, index, term, conf, confIndex)
+}
+
+// commitOwn makes m, a manifest of this node's Pebble directory dir that
+// nothing has opened yet, a committed snapshot at index and term: the
+// files enter the store first (SSTs and blob files linked; MANIFEST,
+// OPTIONS and WAL copied, since Pebble appends to them once it opens dir),
+// then the manifest. It returns the snapshot id.
+func (s *Store) commitOwn(m *Manifest, dir string, index, term uint64, conf raft.Configuration, confIndex uint64) (string, error) {
+	s.hold(m.Files)
+	defer s.release(m.Files) // after the commit: the manifest references them
+	for _, f := range m.Files {
+		src := filepath.Join(dir, f.Name)
+		var err error
 		if immutable(f.Name) {
 			_, err = s.files.add(src, f)
 		} else if !exists(s.files.path(f.Checksum)) {
@@ -342,15 +360,10 @@ func (s *Store) Adopt(m *Manifest, dbDir string, conf raft.Configuration, confIn
 	if err := syncDir(s.files.dir); err != nil {
 		return "", err
 	}
-	own := *m
-	own.Source = Source{NodeID: s.cfg.NodeID, Addr: s.cfg.Addr}
-	enc, err := own.Encode()
+	enc, err := m.Encode()
 	if err != nil {
 		return "", err
 	}
-	// The new cluster's log continues above the last entry the state
-	// holds, which may be above the snapshot index it was taken at.
-	index, term := m.State()
 	sink, err := s.Create(raft.SnapshotVersionMax, index, term, conf, confIndex, nil)
 	if err != nil {
 		return "", err

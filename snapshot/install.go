@@ -102,33 +102,27 @@ func (s *Store) install(ctx context.Context, r io.Reader, dir string, base func(
 	files := m.uniqueFiles()
 	s.hold(files)
 	defer s.release(files)
-	var missing []File
-	var missingBytes int64
-	for _, f := range files {
-		present, _, err := s.files.stat(f)
+	if base != nil {
+		lacking, lackingBytes, err := s.lacking(files)
 		if err != nil {
 			return err
 		}
-		if !present {
-			missing = append(missing, f)
-			missingBytes += f.Size
+		if lacking > 0 && s.useDelta(m, base, lackingBytes) {
+			err := s.installDelta(ctx, m, s.sources(m), dir, base, st)
+			if err == nil {
+				st.Delta = true
+				return nil
+			}
+			lvl := slog.LevelWarn
+			if errors.Is(err, errBaseTooSmall) {
+				lvl = slog.LevelInfo
+			}
+			s.log.Log(ctx, lvl, "snapshot: no delta install; fetching the checkpoint's files", "checkpoint", m.ID,
+				"missing_files", lacking, "missing_bytes", lackingBytes, "reason", err)
+			st.KeysFetched, st.KeysDeleted, st.KeysReused, st.BytesReused = 0, 0, 0, 0
 		}
 	}
-	if len(missing) > 0 && s.useDelta(m, base, missingBytes) {
-		err := s.installDelta(ctx, m, s.sources(m), dir, base, st)
-		if err == nil {
-			st.Delta = true
-			return nil
-		}
-		lvl := slog.LevelWarn
-		if errors.Is(err, errBaseTooSmall) {
-			lvl = slog.LevelInfo
-		}
-		s.log.Log(ctx, lvl, "snapshot: no delta install; fetching the checkpoint's files", "checkpoint", m.ID,
-			"missing_files", len(missing), "missing_bytes", missingBytes, "reason", err)
-		st.KeysFetched, st.KeysDeleted, st.KeysReused, st.BytesReused = 0, 0, 0, 0
-	}
-	missing = missing[:0]
+	var missing []File
 	for _, f := range files {
 		ok, err := s.reuse(f, st)
 		if err != nil {
@@ -156,6 +150,21 @@ func (s *Store) install(ctx context.Context, r io.Reader, dir string, base func(
 		return err
 	}
 	return s.markInstalled(m)
+}
+
+// lacking counts the files (and their bytes) the store does not hold.
+func (s *Store) lacking(files []File) (n int, bytes int64, err error) {
+	for _, f := range files {
+		present, _, err := s.files.stat(f)
+		if err != nil {
+			return 0, 0, err
+		}
+		if !present {
+			n++
+			bytes += f.Size
+		}
+	}
+	return n, bytes, nil
 }
 
 // reuse reports whether the store holds f intact. A copy that does not
