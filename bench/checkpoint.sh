@@ -6,7 +6,7 @@
 # checkpoints after 5% of the keys were overwritten and the log truncated
 # past it (twice: with only its own files, then holding the leader's), and
 # a fresh node's full transfer. Prints the machine first, so the figures
-# can be pasted with their context (docs/benchmarks.md, "Checkpoints").
+# can be pasted with their context (docs/benchmarks-checkpoints.md).
 #
 #   bench/checkpoint.sh                                   # the documented run
 #   bench/checkpoint.sh --sizes 10MiB,100MiB --write-duration 20s   # quicker

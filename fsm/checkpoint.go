@@ -10,11 +10,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/batchrepr"
 	"github.com/cockroachdb/pebble/v2/record"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/hashicorp/raft"
 )
 
 // ErrReplaced: the database a snapshot was taken from was replaced by a
@@ -34,10 +36,12 @@ var ErrReplaced = errors.New("fsm: state was restored since the snapshot began")
 type TakeCheckpoint = func(dir string) (index, term uint64, err error)
 
 // takeCheckpoint returns the TakeCheckpoint of the database generation
-// gen. The WAL sync that Pebble's WithFlushedWAL performs first is also
-// what makes the state at the snapshot index durable in the live DB before
-// raft truncates the log behind it (raft compacts only after Persist).
-func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
+// gen. The WAL sync it performs first is also what makes the state at the
+// snapshot index durable in the live DB before raft truncates the log
+// behind it (raft compacts only after Persist). When the WAL copied was
+// large, flush is set: the snapshot's Release then starts a memtable flush
+// (flushingSnapshot).
+func (f *FSM) takeCheckpoint(gen uint64, flush *atomic.Bool) TakeCheckpoint {
 	return func(dir string) (uint64, uint64, error) {
 		f.mu.RLock()
 		defer f.mu.RUnlock()
@@ -50,7 +54,11 @@ func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
 		if err := f.Err(); err != nil {
 			return 0, 0, err
 		}
-		if err := f.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		// The same as Checkpoint's WithFlushedWAL option.
+		if err := f.db.LogData(nil, pebble.Sync); err != nil {
+			return 0, 0, fmt.Errorf("fsm: sync WAL before checkpoint: %w", err)
+		}
+		if err := f.db.Checkpoint(dir); err != nil {
 			return 0, 0, fmt.Errorf("fsm: pebble checkpoint: %w", err)
 		}
 		index, term, err := CheckpointApplied(f.fs, dir)
@@ -58,19 +66,44 @@ func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
 			return 0, 0, err
 		}
 		if walBytes(f.fs, dir) >= flushAfterCheckpoint {
-			// Start flushing the memtable now, in the background, rather
-			// than when it fills: the next checkpoint then copies only the
-			// WAL written since this one, instead of up to a memtable's
-			// worth again (64 MiB copied and fsynced inside every
-			// checkpoint, competing with the raft log's fsyncs), and the
-			// data moves into a table that later checkpoints share instead
-			// of re-copying. With checkpoints every 64 MiB of log (the
-			// default) this flushes about as often as the memtable would.
-			if _, err := f.db.AsyncFlush(); err != nil {
-				f.log.Warn("fsm: flush after checkpoint", "err", err)
-			}
+			// Flush the memtable once the checkpoint is complete (see
+			// flushingSnapshot), in the background, rather than when it
+			// fills: the next checkpoint then copies only the WAL written
+			// since this one, instead of up to a memtable's worth again
+			// (64 MiB copied and fsynced inside every checkpoint, competing
+			// with the raft log's fsyncs), and the data moves into a table
+			// that later checkpoints share instead of re-copying. With
+			// checkpoints every 64 MiB of log (the default) this flushes
+			// about as often as the memtable would.
+			flush.Store(true)
 		}
 		return index, term, nil
+	}
+}
+
+// flushingSnapshot starts the memtable flush a checkpoint asked for
+// (takeCheckpoint) when raft releases the snapshot: after the checkpoint
+// is committed and the log compacted, so that the flush's CPU and writes
+// do not slow the checkpoint itself.
+type flushingSnapshot struct {
+	raft.FSMSnapshot
+	f     *FSM
+	gen   uint64
+	flush *atomic.Bool
+}
+
+func (s *flushingSnapshot) Release() {
+	s.FSMSnapshot.Release()
+	if !s.flush.Load() {
+		return
+	}
+	s.f.mu.RLock()
+	defer s.f.mu.RUnlock()
+	if s.f.db == nil || s.f.gen != s.gen {
+		return
+	}
+	if _, err := s.f.db.AsyncFlush(); err != nil {
+		s.f.log.Warn("fsm: flush after checkpoint", "err", err)
 	}
 }
 

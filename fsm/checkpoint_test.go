@@ -275,6 +275,18 @@ func TestCheckpointCopiesNoRecycledWALTail(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no WAL file was checked")
 	}
+	// The WAL copies the checkpoints wrote through walFS are not tracked:
+	// nothing would untrack them, so the map would grow with every one.
+	f.walfs.mu.Lock()
+	defer f.walfs.mu.Unlock()
+	if len(f.walfs.wal) == 0 {
+		t.Fatal("walFS tracks no WAL of the live DB")
+	}
+	for p := range f.walfs.wal {
+		if filepath.Dir(p) != f.dbDir() {
+			t.Fatalf("walFS tracks %s, outside the live DB %s", p, f.dbDir())
+		}
+	}
 }
 
 // validEnd returns the offset after the last valid record of a WAL file
@@ -305,7 +317,8 @@ func validEnd(t *testing.T, fs vfs.FS, path string, num uint64) (int64, int64) {
 }
 
 // A checkpoint that had to copy a large WAL starts a memtable flush, so
-// that the next checkpoint copies only what was written since.
+// that the next checkpoint copies only what was written since; it starts
+// it when raft releases the snapshot, not while the checkpoint is made.
 func TestCheckpointFlushesALargeWAL(t *testing.T) {
 	fs := vfs.NewMem()
 	cp := &captureCheckpointer{}
@@ -316,7 +329,8 @@ func TestCheckpointFlushesALargeWAL(t *testing.T) {
 	for i := 0; i < 100; i++ { // ~6.4 MiB in the memtable and WAL
 		applyOne(t, f, lg.next(&command.Command{Type: command.TypeBatch, Batch: &command.Batch{Ops: []command.Op{{Kind: command.OpPut, Key: []byte(fmt.Sprintf("k%d", i)), Value: val}}}}))
 	}
-	if _, err := f.Snapshot(); err != nil {
+	snap, err := f.Snapshot()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := cp.take("/ck1"); err != nil {
@@ -325,12 +339,23 @@ func TestCheckpointFlushesALargeWAL(t *testing.T) {
 	if w := walBytes(fs, "/ck1"); w < flushAfterCheckpoint {
 		t.Fatalf("first checkpoint copied %d WAL bytes, want a large WAL for this test", w)
 	}
-	// Wait (on a condition) for the flush the checkpoint started.
 	flushed := func() bool {
 		var n int64
 		_ = f.DB(func(db *pebble.DB) error { n = db.Metrics().Flush.Count; return nil })
 		return n > 0
 	}
+	// AsyncFlush schedules the flush before it returns: started means
+	// running or done.
+	started := func() bool {
+		var m *pebble.Metrics
+		_ = f.DB(func(db *pebble.DB) error { m = db.Metrics(); return nil })
+		return m.Flush.NumInProgress > 0 || m.Flush.Count > 0
+	}
+	if started() {
+		t.Fatal("a memtable flush started while the checkpoint was being made")
+	}
+	snap.Release()
+	// Wait (on a condition) for the flush the release started.
 	deadline := time.Now().Add(10 * time.Second)
 	for !flushed() {
 		if time.Now().After(deadline) {

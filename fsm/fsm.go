@@ -165,7 +165,7 @@ func PebbleOptions(fs vfs.FS) *pebble.Options {
 func (f *FSM) openDB(dir string) (*pebble.DB, error) {
 	// Only the WALs the DB opened now writes are tracked: a name may have
 	// belonged to the DB this one replaces (Restore swaps directories).
-	f.walfs.reset()
+	f.walfs.reset(dir)
 	o := PebbleOptions(f.walfs)
 	if f.cfg.PebbleOptions != nil {
 		f.cfg.PebbleOptions(o)
@@ -345,7 +345,12 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.cfg.Checkpointer.Snapshot(f.db, f.applied.Load(), f.term.Load(), f.takeCheckpoint(f.gen))
+	flush := new(atomic.Bool)
+	snap, err := f.cfg.Checkpointer.Snapshot(f.db, f.applied.Load(), f.term.Load(), f.takeCheckpoint(f.gen, flush))
+	if err != nil {
+		return nil, err
+	}
+	return &flushingSnapshot{FSMSnapshot: snap, f: f, gen: f.gen, flush: flush}, nil
 }
 
 // Restore implements raft.FSM: it builds the snapshot's DB beside the live

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,19 +26,30 @@ import (
 type walFS struct {
 	vfs.FS
 	mu  sync.Mutex
+	dir string                   // the open DB's directory: only its WALs are tracked
 	wal map[string]*atomic.Int64 // path -> bytes written so far
 }
 
 func newWALFS(fs vfs.FS) *walFS { return &walFS{FS: fs, wal: map[string]*atomic.Int64{}} }
 
-// reset forgets every tracked file; called before a DB is opened on fs.
-func (fs *walFS) reset() {
+// reset forgets every tracked file; called before a DB is opened in dir.
+// From then on only WALs in dir are tracked: the WAL copies a checkpoint
+// writes through fs elsewhere are not (nothing would ever untrack them).
+func (fs *walFS) reset(dir string) {
 	fs.mu.Lock()
+	fs.dir = filepath.Clean(dir)
 	fs.wal = map[string]*atomic.Int64{}
 	fs.mu.Unlock()
 }
 
-func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
+func (fs *walFS) isWAL(name string) bool {
+	if !strings.HasSuffix(name, ".log") {
+		return false
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return filepath.Dir(name) == fs.dir
+}
 
 func (fs *walFS) track(name string, f vfs.File) vfs.File {
 	n := new(atomic.Int64)
@@ -55,7 +67,7 @@ func (fs *walFS) untrack(name string) {
 
 func (fs *walFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, c)
-	if err != nil || !isWAL(name) {
+	if err != nil || !fs.isWAL(name) {
 		return f, err
 	}
 	return fs.track(name, f), nil
@@ -67,7 +79,7 @@ func (fs *walFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory)
 		return f, err
 	}
 	fs.untrack(oldname)
-	if !isWAL(newname) {
+	if !fs.isWAL(newname) {
 		return f, nil
 	}
 	return fs.track(newname, f), nil
@@ -75,7 +87,7 @@ func (fs *walFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory)
 
 func (fs *walFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
 	f, err := fs.FS.Open(name, opts...)
-	if err != nil || !isWAL(name) {
+	if err != nil || !fs.isWAL(name) {
 		return f, err
 	}
 	fs.mu.Lock()
