@@ -94,15 +94,55 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	if idx > m.Index {
 		m.StateIndex, m.StateTerm = idx, term
 	}
-	held := false
-	err = p.storeFiles(&st, &held)
-	phase = s.cfg.Now()
-	if held {
-		defer s.release(m.Files) // after sink.Close: the committed manifest references them
-	}
+	ents, err := os.ReadDir(p.dir)
 	if err != nil {
 		return st, err
 	}
+	paths := map[string]string{}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			return st, fmt.Errorf("snapshot: checkpoint holds %q, which is not a regular file", e.Name())
+		}
+		path := filepath.Join(p.dir, e.Name())
+		// trimWAL returns the checksum of a WAL copy it read whole and
+		// did not cut, sparing a second read.
+		trimmed, sum, size, err := trimWAL(path)
+		if err != nil {
+			return st, fmt.Errorf("snapshot: trim %s: %w", e.Name(), err)
+		}
+		st.WALTrimmedBytes += trimmed
+		hashed := sum != ""
+		if !hashed {
+			sum, size, hashed, err = s.files.checksum(path, immutable(e.Name()))
+			if err != nil {
+				return st, err
+			}
+		}
+		if hashed {
+			st.HashedBytes += size
+		}
+		m.Files = append(m.Files, File{Name: e.Name(), Size: size, Checksum: sum})
+		paths[e.Name()] = path
+		m.StateBytes += size
+	}
+	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
+	lap(&st.FilesTime)
+	s.hold(m.Files)
+	defer s.release(m.Files) // after sink.Close: the committed manifest references them
+	for _, f := range m.Files {
+		added, err := s.files.add(paths[f.Name], f)
+		if err != nil {
+			return st, fmt.Errorf("snapshot: store %s: %w", f.Name, err)
+		}
+		if added {
+			st.StoredFiles++
+			st.StoredBytes += f.Size
+		}
+	}
+	if err := syncDir(s.files.dir); err != nil {
+		return st, err
+	}
+	lap(&st.StoreTime)
 	prev := s.latestInstalled()
 	if prev != nil {
 		m.Previous = prev.ID
@@ -142,63 +182,6 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 		"bytes", st.Bytes, "new_bytes", st.NewBytes, "hashed_bytes", st.HashedBytes, "took", st.Duration,
 		"pause", st.PauseTime, "take", st.TakeTime, "files_time", st.FilesTime, "store", st.StoreTime, "commit", st.CommitTime)
 	return st, nil
-}
-
-// storeFiles checksums the checkpoint's files (trimming WAL copies) into
-// the manifest, holds them against GC (*held), and links them into the
-// content store.
-func (p *fsmSnapshot) storeFiles(st *CheckpointStats, held *bool) error {
-	s, m := p.s, &p.m
-	phase := s.cfg.Now()
-	lap := func(d *time.Duration) { now := s.cfg.Now(); *d, phase = now.Sub(phase), now }
-	ents, err := os.ReadDir(p.dir)
-	if err != nil {
-		return err
-	}
-	paths := map[string]string{}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			return fmt.Errorf("snapshot: checkpoint holds %q, which is not a regular file", e.Name())
-		}
-		path := filepath.Join(p.dir, e.Name())
-		trimmed, sum, size, err := trimWAL(path)
-		if err != nil {
-			return fmt.Errorf("snapshot: trim %s: %w", e.Name(), err)
-		}
-		st.WALTrimmedBytes += trimmed
-		hashed := sum != ""
-		if !hashed {
-			sum, size, hashed, err = s.files.checksum(path, immutable(e.Name()))
-			if err != nil {
-				return err
-			}
-		}
-		if hashed {
-			st.HashedBytes += size
-		}
-		m.Files = append(m.Files, File{Name: e.Name(), Size: size, Checksum: sum})
-		paths[e.Name()] = path
-		m.StateBytes += size
-	}
-	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
-	lap(&st.FilesTime)
-	s.hold(m.Files)
-	*held = true
-	for _, f := range m.Files {
-		added, err := s.files.add(paths[f.Name], f)
-		if err != nil {
-			return fmt.Errorf("snapshot: store %s: %w", f.Name, err)
-		}
-		if added {
-			st.StoredFiles++
-			st.StoredBytes += f.Size
-		}
-	}
-	if err := syncDir(s.files.dir); err != nil {
-		return err
-	}
-	lap(&st.StoreTime)
-	return nil
 }
 
 // Release removes the scratch checkpoint (its files live on in the store).
