@@ -675,13 +675,10 @@ func TestWatchOnLaggingFollower(t *testing.T) {
 	l := c.Leader()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lt := dial(t, l.Node.GRPCAddr())
 	for i, f := range append(c.Followers(l), c.Followers(l)...) {
 		for j := 0; j < 5; j++ {
 			name := fmt.Sprintf("t%d-%d", i, j)
-			if _, err := lt.CreateTable(ctx, &pb.CreateTableRequest{Name: name, Spec: "tumbling 1m count"}); err != nil {
-				t.Fatal(err)
-			}
+			createTableRetrying(ctx, t, c, name, "tumbling 1m count")
 			sctx, scancel := context.WithCancel(ctx)
 			s, err := dial(t, f.Node.GRPCAddr()).Watch(sctx, &pb.WatchRequest{Table: name})
 			if err != nil {
@@ -692,6 +689,27 @@ func TestWatchOnLaggingFollower(t *testing.T) {
 				t.Fatalf("watch of %s on %s right after its creation: %v", name, f.ID, err)
 			}
 			scancel()
+		}
+	}
+}
+
+// createTableRetrying creates a table on the current leader. On a busy
+// machine leadership can move during the call (the outcome is then unknown):
+// it retries on the new leader, and AlreadyExists after such a retry means
+// the earlier attempt was applied.
+func createTableRetrying(ctx context.Context, t *testing.T, c *testcluster.Cluster, name, spec string) {
+	t.Helper()
+	retried := false
+	for {
+		_, err := dial(t, c.Leader().Node.GRPCAddr()).CreateTable(ctx, &pb.CreateTableRequest{Name: name, Spec: spec})
+		switch code := status.Code(err); {
+		case err == nil, retried && code == codes.AlreadyExists:
+			return
+		case (code == codes.Unavailable || code == codes.DeadlineExceeded) && ctx.Err() == nil:
+			t.Logf("create table %s: %v; retrying on the current leader", name, err)
+			retried = true
+		default:
+			t.Fatal(err)
 		}
 	}
 }
