@@ -150,13 +150,9 @@ func New(cfg Config) (*Cluster, error) {
 		if err := LoopbackUsable(ip); err != nil {
 			return nil, fmt.Errorf("cluster: node addresses: %w", err)
 		}
-		var ports [3]int
-		for j := range ports {
-			p, err := freePort(ip)
-			if err != nil {
-				return nil, fmt.Errorf("cluster: free port on %s: %w", ip, err)
-			}
-			ports[j] = p
+		ports, err := freePorts(ip, 3)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: free ports on %s: %w", ip, err)
 		}
 		id := fmt.Sprintf("n%d", i)
 		dir := filepath.Join(cfg.Dir, id)
