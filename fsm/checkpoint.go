@@ -36,11 +36,11 @@ var ErrReplaced = errors.New("fsm: state was restored since the snapshot began")
 type TakeCheckpoint = func(dir string) (index, term uint64, err error)
 
 // takeCheckpoint returns the TakeCheckpoint of the database generation
-// gen. The WAL sync it performs first is also what makes the state at the
-// snapshot index durable in the live DB before raft truncates the log
-// behind it (raft compacts only after Persist). When the WAL copied was
-// large, flush is set: the snapshot's Release then starts a memtable flush
-// (flushingSnapshot).
+// gen. The WAL sync that Pebble's WithFlushedWAL performs first is also
+// what makes the state at the snapshot index durable in the live DB before
+// raft truncates the log behind it (raft compacts only after Persist).
+// When the WAL copied was large, flush is set: the snapshot's Release then
+// starts a memtable flush (flushingSnapshot).
 func (f *FSM) takeCheckpoint(gen uint64, flush *atomic.Bool) TakeCheckpoint {
 	return func(dir string) (uint64, uint64, error) {
 		f.mu.RLock()
@@ -54,11 +54,7 @@ func (f *FSM) takeCheckpoint(gen uint64, flush *atomic.Bool) TakeCheckpoint {
 		if err := f.Err(); err != nil {
 			return 0, 0, err
 		}
-		// The same as Checkpoint's WithFlushedWAL option.
-		if err := f.db.LogData(nil, pebble.Sync); err != nil {
-			return 0, 0, fmt.Errorf("fsm: sync WAL before checkpoint: %w", err)
-		}
-		if err := f.db.Checkpoint(dir); err != nil {
+		if err := f.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 			return 0, 0, fmt.Errorf("fsm: pebble checkpoint: %w", err)
 		}
 		index, term, err := CheckpointApplied(f.fs, dir)
