@@ -383,18 +383,17 @@ func (s *Store) pendingEntry(id string) (*entry, error) {
 // nothing arrived for IdleTimeout (the server sends progress while it
 // scans long identical stretches).
 func (g *GRPCFetcher) Sync(ctx context.Context, from Source, checkpointID string) (SyncStream, error) {
-	client, ctx, cancel, timer, idle, err := g.call(ctx, from.Addr)
+	client, ctx, ic, err := g.call(ctx, from.Addr)
 	if err != nil {
 		return nil, err
 	}
 	stream, err := client.Sync(ctx, grpc.MaxCallRecvMsgSize(maxSyncMessage))
 	if err != nil {
-		timer.Stop()
-		cancel()
+		ic.stop()
 		return nil, err
 	}
-	context.AfterFunc(ctx, func() { timer.Stop() })
-	return &idleSyncStream{SyncStream: stream, timer: timer, idle: idle}, nil
+	context.AfterFunc(ctx, func() { ic.timer.Stop() })
+	return &idleSyncStream{SyncStream: stream, idle: ic}, nil
 }
 
 // maxSyncMessage bounds one Sync response: a single entry larger than
@@ -404,14 +403,13 @@ const maxSyncMessage = 256 << 20
 
 type idleSyncStream struct {
 	SyncStream
-	timer *time.Timer
-	idle  time.Duration
+	idle *idleCall
 }
 
 func (s *idleSyncStream) Recv() (*snapshotpb.SyncResponse, error) {
 	r, err := s.SyncStream.Recv()
 	if err == nil {
-		s.timer.Reset(s.idle)
+		s.idle.touch()
 	}
 	return r, err
 }

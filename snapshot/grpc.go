@@ -161,7 +161,7 @@ func (g *GRPCFetcher) conn(addr string) (*grpc.ClientConn, error) {
 // Fetch implements Fetcher. Every chunk's offset and checksum is checked;
 // the stream ending before the file's end is an error, not EOF.
 func (g *GRPCFetcher) Fetch(ctx context.Context, from Source, f File, offset int64) (io.ReadCloser, error) {
-	client, ctx, cancel, timer, idle, err := g.call(ctx, from.Addr)
+	client, ctx, ic, err := g.call(ctx, from.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -169,26 +169,42 @@ func (g *GRPCFetcher) Fetch(ctx context.Context, from Source, f File, offset int
 		File: &snapshotpb.FileID{Checksum: f.Checksum, Size: f.Size}, Offset: offset, ChunkSize: uint32(g.ChunkSize),
 	})
 	if err != nil {
-		timer.Stop()
-		cancel()
+		ic.stop()
 		return nil, err
 	}
-	return &chunkReader{stream: stream, cancel: cancel, timer: timer, idle: idle, off: offset, size: f.Size}, nil
+	return &chunkReader{stream: stream, idle: ic, off: offset, size: f.Size}, nil
 }
 
-// call returns addr's FileService client and a context for one call that
-// timer cancels unless reset within idle (IdleTimeout, default 30s).
-func (g *GRPCFetcher) call(ctx context.Context, addr string) (snapshotpb.FileServiceClient, context.Context, context.CancelFunc, *time.Timer, time.Duration, error) {
+// call returns addr's FileService client and a context for one call,
+// cancelled when nothing arrived for IdleTimeout (default 30s).
+func (g *GRPCFetcher) call(ctx context.Context, addr string) (snapshotpb.FileServiceClient, context.Context, *idleCall, error) {
 	c, err := g.conn(addr)
 	if err != nil {
-		return nil, nil, nil, nil, 0, err
+		return nil, nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	idle := g.IdleTimeout
-	if idle <= 0 {
-		idle = 30 * time.Second
+	ic := &idleCall{cancel: cancel, idle: g.IdleTimeout}
+	if ic.idle <= 0 {
+		ic.idle = 30 * time.Second
 	}
-	return snapshotpb.NewFileServiceClient(c), ctx, cancel, time.AfterFunc(idle, cancel), idle, nil
+	ic.timer = time.AfterFunc(ic.idle, cancel)
+	return snapshotpb.NewFileServiceClient(c), ctx, ic, nil
+}
+
+// idleCall cancels a streaming call's context unless touched within idle.
+type idleCall struct {
+	cancel context.CancelFunc
+	timer  *time.Timer
+	idle   time.Duration
+}
+
+// touch restarts the idle period: something arrived.
+func (c *idleCall) touch() { c.timer.Reset(c.idle) }
+
+// stop ends the call.
+func (c *idleCall) stop() {
+	c.timer.Stop()
+	c.cancel()
 }
 
 // Close closes every connection.
@@ -205,9 +221,7 @@ func (g *GRPCFetcher) Close() error {
 
 type chunkReader struct {
 	stream    grpc.ServerStreamingClient[snapshotpb.Chunk]
-	cancel    context.CancelFunc
-	timer     *time.Timer
-	idle      time.Duration
+	idle      *idleCall
 	buf       []byte
 	off, size int64
 	err       error
@@ -233,7 +247,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		case r.off+int64(len(c.GetData())) > r.size:
 			r.err = fmt.Errorf("%w: chunk runs past the file's end", ErrCorrupt)
 		default:
-			r.timer.Reset(r.idle)
+			r.idle.touch()
 			r.buf = c.GetData()
 			r.off += int64(len(r.buf))
 		}
@@ -244,7 +258,6 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 }
 
 func (r *chunkReader) Close() error {
-	r.timer.Stop()
-	r.cancel()
+	r.idle.stop()
 	return nil
 }

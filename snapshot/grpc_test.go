@@ -53,8 +53,8 @@ func TestChunkReaderChecksEveryChunk(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := &chunkReader{stream: &fakeStream{chunks: c.chunks}, cancel: func() {},
-				timer: time.NewTimer(time.Hour), idle: time.Hour, off: c.start, size: c.size}
+			idle := &idleCall{cancel: func() {}, timer: time.NewTimer(time.Hour), idle: time.Hour}
+			r := &chunkReader{stream: &fakeStream{chunks: c.chunks}, idle: idle, off: c.start, size: c.size}
 			defer r.Close()
 			got, err := io.ReadAll(r)
 			if c.want == nil {
