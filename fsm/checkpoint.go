@@ -33,47 +33,67 @@ var ErrReplaced = errors.New("fsm: state was restored since the snapshot began")
 // Raft re-delivers the entries above the snapshot index after an install
 // and the state machine skips those at or below its applied index, so a
 // checkpoint that is ahead of its snapshot index is installed correctly.
-type TakeCheckpoint = func(dir string) (index, term uint64, err error)
+//
+// walPrefix names the checkpoint's WAL files that are hard links to a live
+// WAL rather than copies (nothing is written for them inside the call):
+// only the first walPrefix[name] bytes belong to the checkpoint, they end
+// at a record boundary and are synced, and the file beyond them keeps
+// growing until the live DB moves to a new WAL. A Checkpointer must read
+// no more than that of such a file (and must not modify it); Pebble must
+// not open dir until each is replaced by a copy of its prefix.
+type TakeCheckpoint = func(dir string) (index, term uint64, walPrefix map[string]int64, err error)
 
 // takeCheckpoint returns the TakeCheckpoint of the database generation
 // gen. The WAL sync that Pebble's WithFlushedWAL performs first is also
 // what makes the state at the snapshot index durable in the live DB before
 // raft truncates the log behind it (raft compacts only after Persist).
-// When the WAL copied was large, flush is set: the snapshot's Release then
-// starts a memtable flush (flushingSnapshot).
+// When the checkpoint's WAL was large, flush is set: the snapshot's
+// Release then starts a memtable flush (flushingSnapshot).
 func (f *FSM) takeCheckpoint(gen uint64, flush *atomic.Bool) TakeCheckpoint {
-	return func(dir string) (uint64, uint64, error) {
+	return func(dir string) (uint64, uint64, map[string]int64, error) {
 		f.mu.RLock()
 		defer f.mu.RUnlock()
 		if f.db == nil {
-			return 0, 0, ErrClosed
+			return 0, 0, nil, ErrClosed
 		}
 		if f.gen != gen {
-			return 0, 0, ErrReplaced
+			return 0, 0, nil, ErrReplaced
 		}
 		if err := f.Err(); err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
-		if err := f.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
-			return 0, 0, fmt.Errorf("fsm: pebble checkpoint: %w", err)
+		done := f.walfs.linkInto(dir)
+		err := f.db.Checkpoint(dir, pebble.WithFlushedWAL())
+		var index, term uint64
+		var ends map[string]int64
+		if err == nil {
+			// Read through walfs: a linked WAL only up to what was captured.
+			index, term, ends, err = checkpointState(f.walfs, dir)
 		}
-		index, term, err := CheckpointApplied(f.fs, dir)
+		linked := done()
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, fmt.Errorf("fsm: pebble checkpoint: %w", err)
 		}
-		if walBytes(f.fs, dir) >= flushAfterCheckpoint {
+		prefix := map[string]int64{}
+		walBytes := int64(0)
+		for name, end := range ends {
+			if _, ok := linked[name]; ok {
+				prefix[name] = end // the valid records: a torn tail is left out
+			}
+			walBytes += end
+		}
+		if walBytes >= flushAfterCheckpoint {
 			// Flush the memtable once the checkpoint is complete (see
 			// flushingSnapshot), in the background, rather than when it
-			// fills: the next checkpoint then copies only the WAL written
-			// since this one, instead of up to a memtable's worth again
-			// (64 MiB copied and fsynced inside every checkpoint, competing
-			// with the raft log's fsyncs), and the data moves into a table
-			// that later checkpoints share instead of re-copying. With
-			// checkpoints every 64 MiB of log (the default) this flushes
-			// about as often as the memtable would.
+			// fills: the WAL then rotates, the next checkpoint's WAL
+			// holds only what was written since this one, and Pebble's
+			// replay after a restart is short; the data moves into a
+			// table that later checkpoints share. With checkpoints every
+			// 64 MiB of log (the default) this flushes about as often as
+			// the memtable would.
 			flush.Store(true)
 		}
-		return index, term, nil
+		return index, term, prefix, nil
 	}
 }
 
@@ -107,33 +127,24 @@ func (s *flushingSnapshot) Release() {
 // memtable is flushed right after it (smaller ones are not worth an SST).
 const flushAfterCheckpoint = 4 << 20
 
-// walBytes sums the sizes of the WAL files in a checkpoint directory.
-func walBytes(fs vfs.FS, dir string) int64 {
-	names, err := fs.List(dir)
-	if err != nil {
-		return 0
-	}
-	var n int64
-	for _, name := range names {
-		if strings.HasSuffix(name, ".log") {
-			if st, err := fs.Stat(filepath.Join(dir, name)); err == nil {
-				n += st.Size()
-			}
-		}
-	}
-	return n
+// CheckpointApplied returns the applied index and term recorded in the
+// Pebble checkpoint in dir without opening it (see checkpointState).
+func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
+	index, term, _, err = checkpointState(fs, dir)
+	return index, term, err
 }
 
-// CheckpointApplied returns the applied index and term recorded in the
-// Pebble checkpoint in dir without opening it: every applied batch sets
-// the applied-index key, last, so the last batch of the newest WAL that
-// holds any batch names the newest applied entry; only that batch is
-// decoded. When no WAL holds a batch (or, unexpectedly, the last one does
-// not set the key), the key is read from the checkpoint opened read-only.
-func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
+// checkpointState returns the applied index and term recorded in the
+// Pebble checkpoint in dir, and where the valid records of each of its
+// WAL files end. Every applied batch sets the applied-index key, last, so
+// the last batch of the newest WAL that holds any batch names the newest
+// applied entry; only that batch is decoded. When no WAL holds a batch
+// (or, unexpectedly, the last one does not set the key), the key is read
+// from the checkpoint opened read-only.
+func checkpointState(fs vfs.FS, dir string) (index, term uint64, ends map[string]int64, err error) {
 	names, err := fs.List(dir)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	type wal struct {
 		num  uint64
@@ -144,45 +155,65 @@ func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
 		if num, ok := strings.CutSuffix(n, ".log"); ok {
 			v, err := strconv.ParseUint(num, 10, 64)
 			if err != nil {
-				return 0, 0, fmt.Errorf("fsm: unexpected WAL file %q in checkpoint", n)
+				return 0, 0, nil, fmt.Errorf("fsm: unexpected WAL file %q in checkpoint", n)
 			}
 			wals = append(wals, wal{v, n})
 		}
 	}
 	sort.Slice(wals, func(i, j int) bool { return wals[i].num > wals[j].num })
+	ends = map[string]int64{}
+	found, open := false, true
 	for _, w := range wals {
-		last, err := lastBatch(fs, filepath.Join(dir, w.name), w.num)
+		last, end, err := scanWAL(fs, filepath.Join(dir, w.name), w.num)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
-		if last == nil {
-			continue // no batch in this WAL: look at the older one
+		ends[w.name] = end
+		if found || last == nil {
+			continue // decided, or no batch in this WAL: look at the older one
 		}
 		i, t, ok, err := batchApplied(last)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
+		found = true
 		if ok {
-			return i, t, nil
+			index, term, open = i, t, false
+		} // else a batch the FSM did not write: let Pebble replay decide
+	}
+	if !open {
+		return index, term, ends, nil
+	}
+	if len(wals) > 0 {
+		// Pebble would replay the WALs: only a checkpoint with whole
+		// files can be opened (a linked prefix cannot be cut here).
+		for _, w := range wals {
+			st, err := fs.Stat(filepath.Join(dir, w.name))
+			if err != nil {
+				return 0, 0, nil, err
+			}
+			if st.Size() != ends[w.name] {
+				return 0, 0, nil, fmt.Errorf("%w: WAL %s has no applied index to read and cannot be opened as is", ErrCorruptState, w.name)
+			}
 		}
-		break // a batch the FSM did not write: let Pebble replay decide
 	}
 	o := PebbleOptions(fs)
 	o.ReadOnly = true
 	db, err := pebble.Open(dir, o)
 	if err != nil {
-		return 0, 0, fmt.Errorf("fsm: open checkpoint %s: %w", dir, err)
+		return 0, 0, nil, fmt.Errorf("fsm: open checkpoint %s: %w", dir, err)
 	}
 	defer db.Close()
 	v, c, err := db.Get(keyApplied)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, 0, nil
+		return 0, 0, ends, nil
 	}
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	defer c.Close()
-	return decodeApplied(v)
+	index, term, err = decodeApplied(v)
+	return index, term, ends, err
 }
 
 func decodeApplied(v []byte) (uint64, uint64, error) {
@@ -192,18 +223,19 @@ func decodeApplied(v []byte) (uint64, uint64, error) {
 	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), nil
 }
 
-// lastBatch returns the last record of one WAL file that writes keys
-// (nil if none). Like Pebble's replay of the newest WAL, it stops at the
-// end of the valid records — a clean end, or a torn or recycled tail —
-// and fails on a corruption the reader confirms.
-func lastBatch(fs vfs.FS, path string, num uint64) ([]byte, error) {
+// scanWAL returns the last record of one WAL file that writes keys (nil
+// if none) and the offset where its valid records end. Like Pebble's
+// replay of the newest WAL, it stops at the end of the valid records — a
+// clean end, or a torn or recycled tail — and fails on a corruption the
+// reader confirms.
+func scanWAL(fs vfs.FS, path string, num uint64) (last []byte, end int64, err error) {
 	f, err := fs.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	r := newRecordReader(record.NewReader, f, num)
-	var cur, last bytes.Buffer
+	var cur, lastBuf bytes.Buffer
 	for {
 		rec, err := r.Next()
 		cur.Reset()
@@ -214,20 +246,21 @@ func lastBatch(fs vfs.FS, path string, num uint64) ([]byte, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("fsm: read WAL %s: %w", path, err)
+			return nil, 0, fmt.Errorf("fsm: read WAL %s: %w", path, err)
 		}
+		end = r.Offset()
 		h, ok := batchrepr.ReadHeader(cur.Bytes())
 		if !ok {
-			return nil, fmt.Errorf("%w: WAL record of %d bytes in %s", ErrCorruptState, cur.Len(), path)
+			return nil, 0, fmt.Errorf("%w: WAL record of %d bytes in %s", ErrCorruptState, cur.Len(), path)
 		}
 		if h.Count > 0 {
-			cur, last = last, cur
+			cur, lastBuf = lastBuf, cur
 		}
 	}
-	if last.Len() == 0 {
-		return nil, nil
+	if lastBuf.Len() == 0 {
+		return nil, end, nil
 	}
-	return last.Bytes(), nil
+	return lastBuf.Bytes(), end, nil
 }
 
 // batchApplied returns the applied index a batch writes, if it does.

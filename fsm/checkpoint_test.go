@@ -20,15 +20,86 @@ import (
 )
 
 // captureCheckpointer records the take function the FSM hands out, so
-// that a test can call it whenever it likes (as Persist would).
+// that a test can call it whenever it likes (as Persist would), and the
+// linked WAL prefixes of each checkpoint it took.
 type captureCheckpointer struct {
-	index uint64
-	take  func(dir string) (uint64, uint64, error)
+	index  uint64
+	real   TakeCheckpoint
+	prefix map[string]map[string]int64 // checkpoint dir -> linked WAL -> bytes
 }
 
-func (c *captureCheckpointer) Snapshot(_ *pebble.DB, index, _ uint64, take func(string) (uint64, uint64, error)) (raft.FSMSnapshot, error) {
-	c.index, c.take = index, take
+func (c *captureCheckpointer) Snapshot(_ *pebble.DB, index, _ uint64, take TakeCheckpoint) (raft.FSMSnapshot, error) {
+	c.index, c.real = index, take
 	return nopSnapshot{}, nil
+}
+
+// take calls the FSM's take function, recording the linked prefixes.
+func (c *captureCheckpointer) take(dir string) (uint64, uint64, error) {
+	idx, term, prefix, err := c.real(dir)
+	if c.prefix == nil {
+		c.prefix = map[string]map[string]int64{}
+	}
+	c.prefix[dir] = prefix
+	return idx, term, err
+}
+
+// walBytes is what the checkpoint in dir holds of WALs.
+func (c *captureCheckpointer) walBytes(t *testing.T, fs vfs.FS, dir string) int64 {
+	t.Helper()
+	names, err := fs.List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".log") {
+			continue
+		}
+		if p, ok := c.prefix[dir][name]; ok {
+			n += p
+			continue
+		}
+		st, err := fs.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += st.Size()
+	}
+	return n
+}
+
+// materialize replaces each linked WAL of the checkpoint in dir by a copy
+// of its prefix, as a Checkpointer must before Pebble opens the
+// directory, and reports how many it replaced. It checks that each link
+// still holds at least its prefix.
+func (c *captureCheckpointer) materialize(t *testing.T, fs vfs.FS, dir string) int {
+	t.Helper()
+	for name, n := range c.prefix[dir] {
+		p := filepath.Join(dir, name)
+		src, err := fs.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(src, buf); err != nil {
+			t.Fatalf("linked WAL %s holds less than its prefix of %d bytes: %v", p, n, err)
+		}
+		_ = src.Close()
+		if err := fs.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		dst, err := fs.Create(p, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dst.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if err := dst.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(c.prefix[dir])
 }
 
 func (c *captureCheckpointer) Restore(io.Reader, string) error { return errors.New("not used") }
@@ -102,8 +173,24 @@ func TestCheckpointDuringAppliesIsAPrefix(t *testing.T) {
 	for n, idx := range got {
 		// Open the checkpoint itself as a state machine: its applied index
 		// must be what CheckpointApplied said, and its state that of a
-		// replica fed exactly the first idx entries.
+		// replica fed exactly the first idx entries. Its WAL is a link to
+		// the live one (the live DB has written on): only the prefix
+		// take named is the checkpoint's.
 		dir := fmt.Sprintf("/ckpt-%d", n)
+		grown := false
+		for name, p := range cp.prefix[dir] {
+			st, err := fs.Stat(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			grown = grown || st.Size() > p
+		}
+		if n == 0 && !grown {
+			t.Fatalf("checkpoint %d: no linked WAL grew past its prefix (%v): were they copied?", n, cp.prefix[dir])
+		}
+		if cp.materialize(t, fs, dir) == 0 {
+			t.Fatalf("checkpoint %d: no WAL was linked", n)
+		}
 		if err := fs.MkdirAll(dir+"-open", 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -206,10 +293,13 @@ func TestCheckpointAppliedSearchesPastForeignBatch(t *testing.T) {
 	}
 }
 
-// With small memtables Pebble recycles WAL files, whose stale tails its
-// checkpoint used to copy. Through walFS every copied WAL ends where its
-// valid records do, and the checkpoints still hold exact prefixes.
-func TestCheckpointCopiesNoRecycledWALTail(t *testing.T) {
+// With small memtables Pebble rotates WAL files often, and would recycle
+// them: a recycled file keeps the stale tail of its old log, and a
+// checkpoint's linked WAL would be overwritten by the next log. Through
+// walFS no WAL is reused, every linked prefix ends where its valid records
+// do, and checkpoints opened after the live DB has rotated past their
+// WALs still hold exact prefixes of the applied entries.
+func TestCheckpointLinkedWALsSurviveRotation(t *testing.T) {
 	fs := vfs.NewMem()
 	cp := &captureCheckpointer{}
 	cfg := DefaultConfig("/live")
@@ -225,7 +315,11 @@ func TestCheckpointCopiesNoRecycledWALTail(t *testing.T) {
 	for i := 0; i < 6000; i++ {
 		logs = append(logs, lg.next(ops(nil, nil, command.Op{Kind: command.OpPut, Key: []byte(fmt.Sprintf("p%d", i%500)), Value: bytes.Repeat([]byte{byte(i)}, 300)})))
 	}
-	checked := 0
+	type taken struct {
+		dir string
+		idx uint64
+	}
+	var cks []taken
 	for i := 0; i < len(logs); i += 5 {
 		f.ApplyBatch(logs[i:min(i+5, len(logs))])
 		if i%500 != 0 || i == 0 {
@@ -239,6 +333,18 @@ func TestCheckpointCopiesNoRecycledWALTail(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cks = append(cks, taken{dir, idx})
+	}
+	var flushes int64
+	_ = f.DB(func(db *pebble.DB) error { flushes = db.Metrics().Flush.Count; return nil })
+	if flushes < 3 {
+		t.Fatalf("%d memtable flushes during %d checkpoints: want the WAL to rotate several times", flushes, len(cks))
+	}
+	t.Logf("%d checkpoints, %d memtable flushes (WAL rotations)", len(cks), flushes)
+	checked, linked := 0, 0
+	for _, ck := range cks {
+		dir, idx := ck.dir, ck.idx
+		linked += cp.materialize(t, fs, dir)
 		names, err := fs.List(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -250,9 +356,7 @@ func TestCheckpointCopiesNoRecycledWALTail(t *testing.T) {
 			}
 			v, _ := strconv.ParseUint(num, 10, 64)
 			end, size := validEnd(t, fs, filepath.Join(dir, n), v)
-			// A closed WAL ends with an empty end-of-log chunk (11 bytes of
-			// header) that the reader does not count as a record.
-			if size-end > 11 {
+			if size != end {
 				t.Fatalf("checkpoint at %d: %s has %d bytes past its last record (of %d)", idx, n, size-end, size)
 			}
 			checked++
@@ -272,11 +376,11 @@ func TestCheckpointCopiesNoRecycledWALTail(t *testing.T) {
 		ck.Close()
 		ref.Close()
 	}
-	if checked == 0 {
-		t.Fatal("no WAL file was checked")
+	if checked == 0 || linked == 0 {
+		t.Fatalf("%d WAL files checked, %d linked: want some of each", checked, linked)
 	}
-	// The WAL copies the checkpoints wrote through walFS are not tracked:
-	// nothing would untrack them, so the map would grow with every one.
+	// The checkpoints' linked WALs are not tracked once taken: nothing
+	// would untrack them, so the maps would grow with every one.
 	f.walfs.mu.Lock()
 	defer f.walfs.mu.Unlock()
 	if len(f.walfs.wal) == 0 {
@@ -286,6 +390,9 @@ func TestCheckpointCopiesNoRecycledWALTail(t *testing.T) {
 		if filepath.Dir(p) != f.dbDir() {
 			t.Fatalf("walFS tracks %s, outside the live DB %s", p, f.dbDir())
 		}
+	}
+	if len(f.walfs.prefix) != 0 || f.walfs.linkTo != "" {
+		t.Fatalf("walFS still limits %d linked WALs (armed: %q)", len(f.walfs.prefix), f.walfs.linkTo)
 	}
 }
 
@@ -336,7 +443,7 @@ func TestCheckpointFlushesALargeWAL(t *testing.T) {
 	if _, _, err := cp.take("/ck1"); err != nil {
 		t.Fatal(err)
 	}
-	if w := walBytes(fs, "/ck1"); w < flushAfterCheckpoint {
+	if w := cp.walBytes(t, fs, "/ck1"); w < flushAfterCheckpoint {
 		t.Fatalf("first checkpoint copied %d WAL bytes, want a large WAL for this test", w)
 	}
 	flushed := func() bool {
@@ -371,7 +478,7 @@ func TestCheckpointFlushesALargeWAL(t *testing.T) {
 	if err != nil || idx != 101 {
 		t.Fatalf("second checkpoint at %d (%v), want 101", idx, err)
 	}
-	if w := walBytes(fs, "/ck2"); w >= 1<<20 {
+	if w := cp.walBytes(t, fs, "/ck2"); w >= 1<<20 {
 		t.Fatalf("second checkpoint copied %d WAL bytes, want only what was written since the first", w)
 	}
 }

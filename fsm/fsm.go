@@ -62,7 +62,7 @@ type Checkpointer interface {
 	// state machine applies nothing while it runs. The returned
 	// FSMSnapshot's Persist runs concurrently with later applies and makes
 	// the checkpoint itself by calling take (see TakeCheckpoint).
-	Snapshot(db *pebble.DB, index, term uint64, take func(dir string) (index, term uint64, err error)) (raft.FSMSnapshot, error)
+	Snapshot(db *pebble.DB, index, term uint64, take TakeCheckpoint) (raft.FSMSnapshot, error)
 	// Restore reads a snapshot written by Snapshot's Persist and builds a
 	// complete Pebble directory at dir, which does not exist yet.
 	Restore(r io.Reader, dir string) error

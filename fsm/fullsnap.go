@@ -25,14 +25,14 @@ type FullCheckpointer struct {
 
 // Snapshot records what to checkpoint; Persist takes the checkpoint and
 // streams it.
-func (c *FullCheckpointer) Snapshot(_ *pebble.DB, index, term uint64, take func(dir string) (uint64, uint64, error)) (raft.FSMSnapshot, error) {
+func (c *FullCheckpointer) Snapshot(_ *pebble.DB, index, term uint64, take TakeCheckpoint) (raft.FSMSnapshot, error) {
 	return &fullSnapshot{fs: c.FS, dir: filepath.Join(c.ScratchDir, fmt.Sprintf("full-%020d-%d", index, term)), take: take}, nil
 }
 
 type fullSnapshot struct {
 	fs   vfs.FS
 	dir  string
-	take func(dir string) (uint64, uint64, error)
+	take TakeCheckpoint
 }
 
 func (s *fullSnapshot) Persist(sink raft.SnapshotSink) error {
@@ -51,15 +51,18 @@ func (s *fullSnapshot) persist(sink raft.SnapshotSink) error {
 	if err := s.fs.MkdirAll(filepath.Dir(s.dir), 0o755); err != nil {
 		return err
 	}
-	if _, _, err := s.take(s.dir); err != nil {
+	_, _, prefix, err := s.take(s.dir)
+	if err != nil {
 		return err
 	}
-	return writeTar(s.fs, s.dir, sink)
+	return writeTar(s.fs, s.dir, prefix, sink)
 }
 
 func (s *fullSnapshot) Release() { _ = s.fs.RemoveAll(s.dir) }
 
-func writeTar(fs vfs.FS, dir string, w io.Writer) error {
+// writeTar ships every file of the checkpoint in dir; of a linked WAL
+// (prefix) only the part that belongs to the checkpoint.
+func writeTar(fs vfs.FS, dir string, prefix map[string]int64, w io.Writer) error {
 	names, err := fs.List(dir)
 	if err != nil {
 		return err
@@ -75,19 +78,23 @@ func writeTar(fs vfs.FS, dir string, w io.Writer) error {
 		if st.IsDir() {
 			continue
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: st.Size(), Typeflag: tar.TypeReg}); err != nil {
+		size := st.Size()
+		if n, ok := prefix[name]; ok {
+			size = n
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
 		f, err := fs.Open(p)
 		if err != nil {
 			return err
 		}
-		n, err := io.Copy(tw, f)
+		n, err := io.Copy(tw, io.LimitReader(f, size))
 		_ = f.Close()
 		if err != nil {
 			return err
 		}
-		if n != st.Size() {
+		if n != size {
 			return fmt.Errorf("fsm: %s changed size while shipping", name)
 		}
 	}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"io"
 	"path/filepath"
 	"strings"
@@ -23,14 +24,51 @@ import (
 // through these limits: a file is tracked only from its creation (or reuse)
 // by the DB currently open (reset runs before every open, since a Restore
 // swaps in a directory whose WAL names the old DB may have used).
+//
+// While a checkpoint is taken into a directory armed with linkInto, the
+// "copy" of a tracked WAL is a hard link to it instead: Pebble's copy
+// stream is counted, not written, and the checkpoint holds the first that
+// many bytes of a file the live DB keeps appending to (see
+// TakeCheckpoint). No WAL bytes are written inside a checkpoint. For the
+// linked prefix to stay what it was, WAL files are never recycled:
+// ReuseForWrite creates a new file (Pebble's contract for it allows this).
 type walFS struct {
 	vfs.FS
-	mu  sync.Mutex
-	dir string                   // the open DB's directory: only its WALs are tracked
-	wal map[string]*atomic.Int64 // path -> bytes written so far
+	mu     sync.Mutex
+	dir    string                   // the open DB's directory: only its WALs are tracked
+	wal    map[string]*atomic.Int64 // path -> bytes written so far
+	linkTo string                   // a checkpoint directory whose WAL copies are links
+	prefix map[string]*atomic.Int64 // linked WAL in linkTo -> bytes of it the checkpoint holds
 }
 
-func newWALFS(fs vfs.FS) *walFS { return &walFS{FS: fs, wal: map[string]*atomic.Int64{}} }
+func newWALFS(fs vfs.FS) *walFS {
+	return &walFS{FS: fs, wal: map[string]*atomic.Int64{}, prefix: map[string]*atomic.Int64{}}
+}
+
+// linkInto arms dir: WALs that Pebble's checkpoint copies into it become
+// links (see walFS). It returns the disarm function, which reports the
+// bytes captured of each linked WAL, by file name.
+func (fs *walFS) linkInto(dir string) (done func() map[string]int64) {
+	dir = filepath.Clean(dir)
+	fs.mu.Lock()
+	fs.linkTo = dir
+	fs.mu.Unlock()
+	return func() map[string]int64 {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		if fs.linkTo == dir {
+			fs.linkTo = ""
+		}
+		out := map[string]int64{}
+		for p, n := range fs.prefix {
+			if filepath.Dir(p) == dir {
+				out[filepath.Base(p)] = n.Load()
+				delete(fs.prefix, p)
+			}
+		}
+		return out
+	}
+}
 
 // reset forgets every tracked file; called before a DB is opened in dir.
 // From then on only WALs in dir are tracked: the WAL copies a checkpoint
@@ -48,7 +86,7 @@ func (fs *walFS) isWAL(name string) bool {
 	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	return filepath.Dir(name) == fs.dir
+	return filepath.Dir(name) == fs.dir || fs.prefix[name] != nil
 }
 
 func (fs *walFS) track(name string, f vfs.File) vfs.File {
@@ -66,6 +104,9 @@ func (fs *walFS) untrack(name string) {
 }
 
 func (fs *walFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if f, ok, err := fs.createLink(name); ok {
+		return f, err
+	}
 	f, err := fs.FS.Create(name, c)
 	if err != nil || !fs.isWAL(name) {
 		return f, err
@@ -73,16 +114,43 @@ func (fs *walFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) 
 	return fs.track(name, f), nil
 }
 
-func (fs *walFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+// createLink makes name, a WAL copy in the armed checkpoint directory, a
+// hard link to the tracked live WAL of the same name (ok false: copy as
+// usual). The returned file counts what is "written" to it.
+func (fs *walFS) createLink(name string) (vfs.File, bool, error) {
+	if !strings.HasSuffix(name, ".log") {
+		return nil, false, nil
+	}
+	fs.mu.Lock()
+	src := filepath.Join(fs.dir, filepath.Base(name))
+	armed := fs.linkTo != "" && filepath.Dir(name) == fs.linkTo && fs.wal[src] != nil
+	fs.mu.Unlock()
+	if !armed {
+		return nil, false, nil
+	}
+	if err := fs.FS.Link(src, name); err != nil {
+		return nil, true, err
+	}
+	f, err := fs.FS.Open(name)
 	if err != nil {
-		return f, err
+		return nil, true, err
 	}
-	fs.untrack(oldname)
-	if !fs.isWAL(newname) {
-		return f, nil
+	n := new(atomic.Int64)
+	fs.mu.Lock()
+	fs.prefix[name] = n
+	fs.mu.Unlock()
+	return &linkedWAL{File: f, n: n}, true, nil
+}
+
+// ReuseForWrite never reuses: a linked checkpoint WAL must not be
+// overwritten by a later log. The old file is removed and a new one
+// created (syncs of a new file also write its metadata: these are not
+// the raft log's syncs, and the FSM's writes do not wait for them).
+func (fs *walFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if err := fs.Remove(oldname); err != nil {
+		return nil, err
 	}
-	return fs.track(newname, f), nil
+	return fs.Create(newname, c)
 }
 
 func (fs *walFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
@@ -92,6 +160,9 @@ func (fs *walFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
 	}
 	fs.mu.Lock()
 	n := fs.wal[name]
+	if n == nil {
+		n = fs.prefix[name]
+	}
 	fs.mu.Unlock()
 	if n == nil {
 		return f, nil
@@ -193,4 +264,34 @@ func (r *walReader) ReadAt(p []byte, off int64) (int, error) {
 		err = io.EOF
 	}
 	return n, err
+}
+
+// linkedWAL is a checkpoint's WAL "copy" that is a hard link to the live
+// WAL: what Pebble copies into it is counted, not written, and Sync syncs
+// the shared inode, so the linked prefix is durable (Pebble's WAL sync
+// just before covers nearly all of it).
+type linkedWAL struct {
+	vfs.File // the link, opened read-only
+	n        *atomic.Int64
+}
+
+func (w *linkedWAL) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// ReadFrom is what io.Copy uses: from a live WAL's reader it advances the
+// reader to what has been written without reading the bytes.
+func (w *linkedWAL) ReadFrom(r io.Reader) (int64, error) {
+	if wr, ok := r.(*walReader); ok {
+		n := max(wr.n.Load()-wr.off, 0)
+		wr.off += n
+		w.n.Add(n)
+		return n, nil
+	}
+	return io.Copy(struct{ io.Writer }{w}, r)
+}
+
+func (w *linkedWAL) WriteAt(p []byte, off int64) (int, error) {
+	return 0, errors.New("fsm: linked checkpoint WAL is append-only")
 }

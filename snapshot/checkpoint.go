@@ -32,7 +32,7 @@ func (s *Store) Checkpointer() *Checkpointer { return &Checkpointer{s: s} }
 // (hard links, synced WAL) while applies continue; the checkpoint holds
 // the state at some index at or above index (Manifest.StateIndex), then
 // checksums and the manifest.
-func (c *Checkpointer) Snapshot(db *pebble.DB, index, term uint64, take func(dir string) (uint64, uint64, error)) (raft.FSMSnapshot, error) {
+func (c *Checkpointer) Snapshot(db *pebble.DB, index, term uint64, take TakeFunc) (raft.FSMSnapshot, error) {
 	s := c.s
 	start := s.cfg.Now()
 	dir := filepath.Join(s.scratch, fmt.Sprintf("ckpt-%020d-%d-%d", index, term, start.UnixNano()))
@@ -53,12 +53,18 @@ func (c *Checkpointer) Snapshot(db *pebble.DB, index, term uint64, take func(dir
 	return snap, nil
 }
 
+// TakeFunc makes the Pebble checkpoint of a snapshot in dir (see
+// fsm.TakeCheckpoint): the index and term of the state it holds, and the
+// WAL files that are hard links to a live WAL, of which only the first
+// walPrefix[name] bytes belong to the checkpoint.
+type TakeFunc = func(dir string) (index, term uint64, walPrefix map[string]int64, err error)
+
 type fsmSnapshot struct {
 	s     *Store
 	dir   string
 	start time.Time
 	pause time.Duration
-	take  func(dir string) (uint64, uint64, error)
+	take  TakeFunc
 	m     Manifest
 }
 
@@ -83,7 +89,7 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	st := CheckpointStats{ID: m.ID, Index: m.Index, Term: m.Term, PauseTime: p.pause}
 	phase := s.cfg.Now()
 	lap := func(d *time.Duration) { now := s.cfg.Now(); *d, phase = now.Sub(phase), now }
-	idx, term, err := p.take(p.dir)
+	idx, term, prefix, err := p.take(p.dir)
 	lap(&st.TakeTime)
 	if err != nil {
 		return st, fmt.Errorf("snapshot: checkpoint at %d: %w", m.Index, err)
@@ -104,14 +110,30 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 			return st, fmt.Errorf("snapshot: checkpoint holds %q, which is not a regular file", e.Name())
 		}
 		path := filepath.Join(p.dir, e.Name())
-		// trimWAL returns the checksum of a WAL copy it read whole and
-		// did not cut, sparing a second read.
-		trimmed, sum, size, err := trimWAL(path)
-		if err != nil {
-			return st, fmt.Errorf("snapshot: trim %s: %w", e.Name(), err)
+		var sum string
+		var size int64
+		var hashed bool
+		if n, ok := prefix[e.Name()]; ok {
+			// A linked live WAL: its first n bytes, never modified here.
+			if sum, size, err = hashPrefix(path, n); err == nil && size != n {
+				err = fmt.Errorf("%w: linked WAL %s holds %d bytes, %d expected", ErrCorrupt, e.Name(), size, n)
+			}
+			if err != nil {
+				return st, err
+			}
+			hashed = true
+			st.WALLinkedBytes += n
+		} else {
+			// trimWAL returns the checksum of a WAL copy it read whole
+			// and did not cut, sparing a second read.
+			var trimmed int64
+			trimmed, sum, size, err = trimWAL(path)
+			if err != nil {
+				return st, fmt.Errorf("snapshot: trim %s: %w", e.Name(), err)
+			}
+			st.WALTrimmedBytes += trimmed
+			hashed = sum != ""
 		}
-		st.WALTrimmedBytes += trimmed
-		hashed := sum != ""
 		if !hashed {
 			sum, size, hashed, err = s.files.checksum(path, immutable(e.Name()))
 			if err != nil {

@@ -151,7 +151,7 @@ func (s *Store) upload(ctx context.Context, b *blob.Bucket, f File, p *ExportPro
 		p.BytesUploaded = base + n
 		report()
 	}}
-	n, err := io.CopyBuffer(pw, src, make([]byte, 1<<20))
+	n, err := io.CopyBuffer(pw, io.LimitReader(src, f.Size), make([]byte, 1<<20))
 	if err == nil && (n != f.Size || checksumHex(h.Sum128()) != f.Checksum) {
 		_, _ = s.files.moveAside(s.files.path(f.Checksum), f.Checksum)
 		err = fmt.Errorf("%w: stored %s does not match its checksum; quarantined, not exported", ErrCorrupt, f.Name)

@@ -16,6 +16,11 @@ import (
 // fileStore is the content-addressed part of the store: files/<checksum>
 // holds complete, verified content; files/<checksum>.partial a download in
 // progress whose length is its resume offset. Nothing else is in files/.
+//
+// A stored file may be longer than its content: a checkpoint's WAL is a
+// hard link to the live WAL (fsm.TakeCheckpoint), which keeps growing
+// until Pebble moves to a new one. The content of files/<checksum> is
+// therefore its first File.Size bytes, and every reader stops there.
 type fileStore struct {
 	dir        string // <root>/files
 	quarantine string // <root>/quarantine
@@ -72,7 +77,8 @@ func (s *fileStore) seed() error {
 func (s *fileStore) path(sum string) string        { return filepath.Join(s.dir, sum) }
 func (s *fileStore) partialPath(sum string) string { return filepath.Join(s.dir, sum+partialSuffix) }
 
-// stat reports whether the complete content f is held.
+// stat reports whether the complete content f is held: at least f.Size
+// bytes (see fileStore).
 func (s *fileStore) stat(f File) (present bool, sizeMismatch bool, err error) {
 	fi, err := os.Stat(s.path(f.Checksum))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -81,7 +87,7 @@ func (s *fileStore) stat(f File) (present bool, sizeMismatch bool, err error) {
 	if err != nil {
 		return false, false, err
 	}
-	return fi.Size() == f.Size, fi.Size() != f.Size, nil
+	return fi.Size() >= f.Size, fi.Size() < f.Size, nil
 }
 
 // checksum returns the checksum of an immutable file, from the cache when
@@ -278,7 +284,11 @@ func linkOrCopy(src, dst string) error {
 }
 
 // copyFile copies src to a new file dst and syncs it.
-func copyFile(src, dst string) error {
+func copyFile(src, dst string) error { return copyPrefix(src, dst, -1) }
+
+// copyPrefix copies the first size bytes of src (all of it if size < 0)
+// to a new file dst and syncs it.
+func copyPrefix(src, dst string, size int64) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -288,7 +298,15 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.CopyBuffer(out, in, make([]byte, 256<<10)); err != nil {
+	var r io.Reader = in
+	if size >= 0 {
+		r = io.LimitReader(in, size)
+	}
+	n, err := io.CopyBuffer(out, r, make([]byte, 256<<10))
+	if err == nil && size >= 0 && n != size {
+		err = fmt.Errorf("snapshot: %s holds %d bytes, %d expected", src, n, size)
+	}
+	if err != nil {
 		_ = out.Close()
 		return err
 	}

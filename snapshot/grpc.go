@@ -65,12 +65,15 @@ func (srv *Server) fetch(req *snapshotpb.FetchRequest, stream grpc.ServerStreami
 	if err != nil {
 		return status.Errorf(codes.Internal, "stat: %v", err)
 	}
-	if fi.Size() != id.GetSize() {
-		return status.Errorf(codes.FailedPrecondition, "file %s has %d bytes here, %d requested", id.GetChecksum(), fi.Size(), id.GetSize())
+	// The content is the first Size bytes: a linked WAL is longer (see
+	// fileStore).
+	end := id.GetSize()
+	if fi.Size() < end {
+		return status.Errorf(codes.FailedPrecondition, "file %s has %d bytes here, %d requested", id.GetChecksum(), fi.Size(), end)
 	}
 	off := req.GetOffset()
-	if off < 0 || off > fi.Size() {
-		return status.Errorf(codes.OutOfRange, "offset %d outside [0,%d]", off, fi.Size())
+	if off < 0 || off > end {
+		return status.Errorf(codes.OutOfRange, "offset %d outside [0,%d]", off, end)
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return status.Errorf(codes.Internal, "seek: %v", err)
@@ -84,8 +87,8 @@ func (srv *Server) fetch(req *snapshotpb.FetchRequest, stream grpc.ServerStreami
 		whole = xxh3.New()
 	}
 	buf := make([]byte, size)
-	for off < fi.Size() {
-		n, err := io.ReadFull(f, buf[:min(int64(size), fi.Size()-off)])
+	for off < end {
+		n, err := io.ReadFull(f, buf[:min(int64(size), end-off)])
 		if err != nil {
 			return status.Errorf(codes.Internal, "read at %d: %v", off, err)
 		}

@@ -128,8 +128,8 @@ func newStore(t testing.TB, dir, node, addr string, mutate func(*Config)) *Store
 // store Create, Persist into the sink, Release.
 func checkpoint(t testing.TB, s *Store, db *pebble.DB, index, term uint64) (string, *Manifest) {
 	t.Helper()
-	snap, err := s.Checkpointer().Snapshot(db, index, term, func(dir string) (uint64, uint64, error) {
-		return index, term, db.Checkpoint(dir, pebble.WithFlushedWAL())
+	snap, err := s.Checkpointer().Snapshot(db, index, term, func(dir string) (uint64, uint64, map[string]int64, error) {
+		return index, term, nil, db.Checkpoint(dir, pebble.WithFlushedWAL())
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -182,7 +182,7 @@ func (s *Store) reuse(f File, st *InstallStats) (bool, error) {
 		return true, nil
 	}
 	if present {
-		sum, _, err := hashFile(path)
+		sum, _, err := hashPrefix(path, f.Size)
 		if err != nil {
 			return false, err
 		}
@@ -336,7 +336,7 @@ func (s *Store) assemble(m *Manifest, dir string) error {
 		if immutable(f.Name) {
 			err = linkOrCopy(src, dst)
 		} else {
-			err = copyFile(src, dst)
+			err = copyPrefix(src, dst, f.Size) // a linked WAL is longer (see fileStore)
 		}
 		if err != nil {
 			return fmt.Errorf("snapshot: assemble %s: %w", f.Name, err)

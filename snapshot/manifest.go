@@ -213,14 +213,22 @@ func checksumHex(u xxh3.Uint128) string {
 }
 
 // hashFile returns the checksum and length of a file's content.
-func hashFile(path string) (string, int64, error) {
+func hashFile(path string) (string, int64, error) { return hashPrefix(path, -1) }
+
+// hashPrefix returns the checksum and length of the first size bytes of a
+// file (all of it if size < 0; fewer if the file is shorter).
+func hashPrefix(path string, size int64) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
+	var r io.Reader = f
+	if size >= 0 {
+		r = io.LimitReader(f, size)
+	}
 	h := xxh3.New()
-	n, err := io.CopyBuffer(h, f, make([]byte, 256<<10))
+	n, err := io.CopyBuffer(h, r, make([]byte, 256<<10))
 	if err != nil {
 		return "", 0, err
 	}

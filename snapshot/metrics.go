@@ -35,11 +35,14 @@ type CheckpointStats struct {
 	SharedBytes                                int64
 	HashedBytes                                int64 // bytes read to compute checksums (cache misses)
 	// WALTrimmedBytes is the stale tail of recycled WAL files cut from
-	// the checkpoint (see trimWAL).
+	// copies in the checkpoint (see trimWAL).
 	WALTrimmedBytes int64
-	StoredFiles     int // files added to the content store
-	StoredBytes     int64
-	Err             error
+	// WALLinkedBytes is the part of live WALs the checkpoint holds
+	// through hard links instead of copies (see fsm.TakeCheckpoint).
+	WALLinkedBytes int64
+	StoredFiles    int // files added to the content store
+	StoredBytes    int64
+	Err            error
 }
 
 // InstallStats describes one install (Restore) on this node.
