@@ -228,12 +228,39 @@ func decodeApplied(v []byte) (uint64, uint64, error) {
 // replay of the newest WAL, it stops at the end of the valid records — a
 // clean end, or a torn or recycled tail — and fails on a corruption the
 // reader confirms.
+//
+// A WAL linked from the live DB (opened through walFS: Pebble wrote it in
+// this process, moments ago) is read from its last scanTail bytes only,
+// rounded down to a block boundary: chunks never straddle blocks, and the
+// reader skips the rest of a record that began earlier. Only if no batch
+// is there is the whole file read. The copy of a WAL this process did not
+// write is always read whole.
 func scanWAL(fs vfs.FS, path string, num uint64) (last []byte, end int64, err error) {
 	f, err := fs.Open(path)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer f.Close()
+	if wr, ok := f.(*walReader); ok {
+		if size := wr.n.Load(); size > scanTail {
+			from := (size - scanTail) / walBlockSize * walBlockSize
+			last, end, err := scanRecords(io.NewSectionReader(f, from, size-from), num, path)
+			if err != nil || last != nil {
+				return last, from + end, err
+			}
+		}
+	}
+	return scanRecords(f, num, path)
+}
+
+// scanTail is how much of a linked live WAL scanWAL reads first: a few
+// of the FSM's batches (each is one raft batch of entries).
+const scanTail = 1 << 20
+
+// walBlockSize is the block size of Pebble's log format (record package).
+const walBlockSize = 32 << 10
+
+func scanRecords(f io.Reader, num uint64, path string) (last []byte, end int64, err error) {
 	r := newRecordReader(record.NewReader, f, num)
 	var cur, lastBuf bytes.Buffer
 	for {
