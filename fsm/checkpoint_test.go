@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -480,5 +481,101 @@ func TestCheckpointFlushesALargeWAL(t *testing.T) {
 	}
 	if w := cp.walBytes(t, fs, "/ck2"); w >= 1<<20 {
 		t.Fatalf("second checkpoint copied %d WAL bytes, want only what was written since the first", w)
+	}
+}
+
+// syncCountFS counts the syncs of each file and directory by path.
+type syncCountFS struct {
+	vfs.FS
+	mu    sync.Mutex
+	syncs map[string]int
+}
+
+func (fs *syncCountFS) count(name string) {
+	fs.mu.Lock()
+	fs.syncs[filepath.Clean(name)]++
+	fs.mu.Unlock()
+}
+
+func (fs *syncCountFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return f, err
+	}
+	return &syncCountFile{File: f, fs: fs, name: name}, nil
+}
+
+func (fs *syncCountFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	return fs.wrap(name, f, err)
+}
+
+func (fs *syncCountFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.Open(name, opts...)
+	return fs.wrap(name, f, err)
+}
+
+func (fs *syncCountFS) OpenDir(name string) (vfs.File, error) {
+	f, err := fs.FS.OpenDir(name)
+	return fs.wrap(name, f, err)
+}
+
+type syncCountFile struct {
+	vfs.File
+	fs   *syncCountFS
+	name string
+}
+
+func (f *syncCountFile) Sync() error     { f.fs.count(f.name); return f.File.Sync() }
+func (f *syncCountFile) SyncData() error { f.fs.count(f.name); return f.File.SyncData() }
+func (f *syncCountFile) SyncTo(n int64) (bool, error) {
+	f.fs.count(f.name)
+	return f.File.SyncTo(n)
+}
+
+// A checkpoint directory is scratch: the Checkpointer keeps its files
+// elsewhere and syncs them there. Taking one syncs the data it keeps (the
+// copied MANIFEST and OPTIONS, the linked WAL) but neither the directory,
+// nor its parent, nor Pebble's empty marker files: each directory sync is
+// a journal commit that the raft log's syncs queue behind.
+func TestCheckpointSyncsOnlyWhatItKeeps(t *testing.T) {
+	fs := &syncCountFS{FS: vfs.NewMem(), syncs: map[string]int{}}
+	cp := &captureCheckpointer{}
+	f := openWith(t, fs, "/live", cp)
+	defer f.Close()
+	lg := newLogger()
+	for i := 0; i < 50; i++ {
+		applyOne(t, f, lg.next(put(fmt.Sprintf("k%d", i), "v")))
+	}
+	if err := fs.MkdirAll("/scratch", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	fs.syncs = map[string]int{}
+	fs.mu.Unlock()
+	if _, _, err := cp.take("/scratch/ck"); err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	kept := map[string]bool{}
+	for p, n := range fs.syncs {
+		base := filepath.Base(p)
+		switch {
+		case p == "/scratch/ck" || p == "/scratch" || strings.HasPrefix(base, "marker."):
+			t.Errorf("%s synced %d times", p, n)
+		case filepath.Dir(p) == "/scratch/ck":
+			kept[strings.SplitN(base, "-", 2)[0]] = true
+		}
+	}
+	if !kept["MANIFEST"] || !kept["OPTIONS"] || len(cp.prefix["/scratch/ck"]) == 0 {
+		t.Fatalf("synced %v; want the MANIFEST and OPTIONS copies and the linked WAL (%v)", fs.syncs, cp.prefix["/scratch/ck"])
+	}
+	for name := range cp.prefix["/scratch/ck"] {
+		if fs.syncs[filepath.Join("/scratch/ck", name)] == 0 {
+			t.Fatalf("linked WAL %s not synced: %v", name, fs.syncs)
+		}
 	}
 }

@@ -108,6 +108,9 @@ func (fs *walFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) 
 		return f, err
 	}
 	f, err := fs.FS.Create(name, c)
+	if err == nil && fs.scratchSync(name, false) {
+		return noSync{f}, nil
+	}
 	if err != nil || !fs.isWAL(name) {
 		return f, err
 	}
@@ -265,6 +268,42 @@ func (r *walReader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, err
 }
+
+// scratchSync reports whether a sync of name, in or beside the armed
+// checkpoint directory, can be skipped: the directory entries of the
+// checkpoint and Pebble's marker files (empty; their name is their
+// content). A checkpoint directory is scratch: what must be durable is
+// what the Checkpointer keeps of it — the copied MANIFEST and OPTIONS,
+// whose data Pebble still syncs, and the links to them, which the
+// Checkpointer syncs where it keeps them. Each directory sync is a
+// filesystem journal commit, which the raft log's syncs wait behind.
+func (fs *walFS) scratchSync(name string, dir bool) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.linkTo == "" {
+		return false
+	}
+	name = filepath.Clean(name)
+	if dir {
+		return name == fs.linkTo || name == filepath.Dir(fs.linkTo)
+	}
+	return filepath.Dir(name) == fs.linkTo && strings.HasPrefix(filepath.Base(name), "marker.")
+}
+
+func (fs *walFS) OpenDir(name string) (vfs.File, error) {
+	d, err := fs.FS.OpenDir(name)
+	if err != nil || !fs.scratchSync(name, true) {
+		return d, err
+	}
+	return noSync{d}, nil
+}
+
+// noSync is a file whose syncs do nothing (see scratchSync).
+type noSync struct{ vfs.File }
+
+func (noSync) Sync() error                { return nil }
+func (noSync) SyncData() error            { return nil }
+func (noSync) SyncTo(int64) (bool, error) { return true, nil }
 
 // linkedWAL is a checkpoint's WAL "copy" that is a hard link to the live
 // WAL: what Pebble copies into it is counted, not written, and Sync syncs
