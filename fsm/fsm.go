@@ -159,6 +159,14 @@ func PebbleOptions(fs vfs.FS) *pebble.Options {
 	// this size from 256 KiB, so small or idle databases do not pay for it;
 	// the cost is up to 64 MiB more WAL to replay after a crash.
 	o.MemTableSize = 64 << 20
+	// The FSM commits without syncing its WAL (the raft log is the durable
+	// record), so without this the WAL's pages reach the disk only when a
+	// checkpoint syncs it — several MB written back at once, inside the
+	// create call, on the disk the raft logs' fsyncs need — or when the
+	// kernel flushes them. Asking for write-back every 512 KiB (Pebble's
+	// default for tables) spreads that over time: docs/benchmarks-checkpoints.md,
+	// *Linked WAL (session 5)*.
+	o.WALBytesPerSync = 512 << 10
 	return o
 }
 
