@@ -71,3 +71,33 @@ func TestCkptLossPerCreateIgnoresDilution(t *testing.T) {
 		t.Fatalf("lost per create %v (long) vs %v (short): want equal", long.LostSec, short.LostSec)
 	}
 }
+
+// One create caught in a long stall (nothing completes for 2 s) dominates
+// the totals; the per-create medians show the nine ordinary ones.
+func TestCkptLossMedianResistsOneStall(t *testing.T) {
+	const bucket = 10 * time.Millisecond
+	dur := 60 * time.Second
+	counts := make([]int64, int(dur/bucket)+1)
+	for i := range counts {
+		counts[i] = 10
+	}
+	var spans []ckptSpan
+	for i := 0; i < 10; i++ {
+		from := time.Duration(4+5*i) * time.Second
+		to, per := from+100*time.Millisecond, int64(8) // 20% below the baseline
+		if i == 3 {
+			to, per = from+2*time.Second, 0
+		}
+		for b := int(from / bucket); b < int(to/bucket); b++ {
+			counts[b] = per
+		}
+		spans = append(spans, ckptSpan{from, to})
+	}
+	r := ckptLoss(counts, bucket, spans, dur)
+	if r.LossPct < 70 {
+		t.Fatalf("total loss during the calls %.1f%%: want the stall to dominate", r.LossPct)
+	}
+	if math.Abs(r.MedianLossPct-20) > 1e-6 || math.Abs(r.MedianLostSec-0.02) > 1e-9 {
+		t.Fatalf("median loss %.3f%%, %.4fs lost: want 20%%, 0.02s", r.MedianLossPct, r.MedianLostSec)
+	}
+}
