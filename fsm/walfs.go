@@ -319,18 +319,6 @@ func (w *linkedWAL) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ReadFrom is what io.Copy uses: from a live WAL's reader it advances the
-// reader to what has been written without reading the bytes.
-func (w *linkedWAL) ReadFrom(r io.Reader) (int64, error) {
-	if wr, ok := r.(*walReader); ok {
-		n := max(wr.n.Load()-wr.off, 0)
-		wr.off += n
-		w.n.Add(n)
-		return n, nil
-	}
-	return io.Copy(struct{ io.Writer }{w}, r)
-}
-
 func (w *linkedWAL) WriteAt(p []byte, off int64) (int, error) {
 	return 0, errors.New("fsm: linked checkpoint WAL is append-only")
 }
