@@ -6,15 +6,22 @@ import (
 	"time"
 )
 
+// steadyLoad is a synthetic write load of 10 Puts per bucket for dur
+// (1,000 Puts/s with the tests' 10 ms buckets).
+func steadyLoad(dur, bucket time.Duration) []int64 {
+	counts := make([]int64, int(dur/bucket)+1)
+	for i := range counts {
+		counts[i] = 10
+	}
+	return counts
+}
+
 // A synthetic write load: 1,000 Puts/s, down to 400/s while each of two
 // create calls runs (200 ms and 400 ms), normal right after.
 func TestCkptLossArithmetic(t *testing.T) {
 	const bucket = 10 * time.Millisecond
 	dur := 20 * time.Second
-	counts := make([]int64, int(dur/bucket)+1)
-	for i := range counts {
-		counts[i] = 10
-	}
+	counts := steadyLoad(dur, bucket)
 	spans := []ckptSpan{{5 * time.Second, 5200 * time.Millisecond}, {12 * time.Second, 12400 * time.Millisecond}}
 	for _, s := range spans {
 		for b := int(s.From / bucket); b < int(s.To/bucket); b++ {
@@ -53,10 +60,7 @@ func TestCkptLossPerCreateIgnoresDilution(t *testing.T) {
 	const bucket = 10 * time.Millisecond
 	dur := 20 * time.Second
 	run := func(callLen time.Duration, perBucket int64) *ckptLoadResult {
-		counts := make([]int64, int(dur/bucket)+1)
-		for i := range counts {
-			counts[i] = 10
-		}
+		counts := steadyLoad(dur, bucket)
 		s := ckptSpan{8 * time.Second, 8*time.Second + callLen}
 		for b := int(s.From / bucket); b < int(s.To/bucket); b++ {
 			counts[b] = perBucket
@@ -77,10 +81,7 @@ func TestCkptLossPerCreateIgnoresDilution(t *testing.T) {
 func TestCkptLossMedianResistsOneStall(t *testing.T) {
 	const bucket = 10 * time.Millisecond
 	dur := 60 * time.Second
-	counts := make([]int64, int(dur/bucket)+1)
-	for i := range counts {
-		counts[i] = 10
-	}
+	counts := steadyLoad(dur, bucket)
 	var spans []ckptSpan
 	for i := 0; i < 10; i++ {
 		from := time.Duration(4+5*i) * time.Second
