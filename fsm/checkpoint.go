@@ -77,7 +77,7 @@ func (f *FSM) takeCheckpoint(gen uint64, flush *atomic.Bool) TakeCheckpoint {
 		prefix := map[string]int64{}
 		walBytes := int64(0)
 		for name, end := range ends {
-			if _, ok := linked[name]; ok {
+			if linked[name] {
 				prefix[name] = end // the valid records: a torn tail is left out
 			}
 			walBytes += end
@@ -162,27 +162,25 @@ func checkpointState(fs vfs.FS, dir string) (index, term uint64, ends map[string
 	}
 	sort.Slice(wals, func(i, j int) bool { return wals[i].num > wals[j].num })
 	ends = map[string]int64{}
-	found, open := false, true
+	var newest []byte // the last batch of the newest WAL holding one
 	for _, w := range wals {
 		last, end, err := scanWAL(fs, filepath.Join(dir, w.name), w.num)
 		if err != nil {
 			return 0, 0, nil, err
 		}
 		ends[w.name] = end
-		if found || last == nil {
-			continue // decided, or no batch in this WAL: look at the older one
+		if newest == nil {
+			newest = last // nil: no batch in this WAL, look at the older one
 		}
-		i, t, ok, err := batchApplied(last)
+	}
+	if newest != nil {
+		i, t, ok, err := batchApplied(newest)
 		if err != nil {
 			return 0, 0, nil, err
 		}
-		found = true
 		if ok {
-			index, term, open = i, t, false
+			return i, t, ends, nil
 		} // else a batch the FSM did not write: let Pebble replay decide
-	}
-	if !open {
-		return index, term, ends, nil
 	}
 	if len(wals) > 0 {
 		// Pebble would replay the WALs: only a checkpoint with whole

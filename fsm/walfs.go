@@ -38,7 +38,7 @@ type walFS struct {
 	dir    string                   // the open DB's directory: only its WALs are tracked
 	wal    map[string]*atomic.Int64 // path -> bytes written so far
 	linkTo string                   // a checkpoint directory whose WAL copies are links
-	prefix map[string]*atomic.Int64 // linked WAL in linkTo -> bytes of it the checkpoint holds
+	prefix map[string]*atomic.Int64 // linked WAL in linkTo -> bytes captured (readers stop there)
 }
 
 func newWALFS(fs vfs.FS) *walFS {
@@ -47,26 +47,26 @@ func newWALFS(fs vfs.FS) *walFS {
 
 // linkInto arms dir: WALs that Pebble's checkpoint copies into it become
 // links (see walFS). It returns the disarm function, which reports the
-// bytes captured of each linked WAL, by file name.
-func (fs *walFS) linkInto(dir string) (done func() map[string]int64) {
+// names of the linked WALs.
+func (fs *walFS) linkInto(dir string) (done func() (linked map[string]bool)) {
 	dir = filepath.Clean(dir)
 	fs.mu.Lock()
 	fs.linkTo = dir
 	fs.mu.Unlock()
-	return func() map[string]int64 {
+	return func() map[string]bool {
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
 		if fs.linkTo == dir {
 			fs.linkTo = ""
 		}
-		out := map[string]int64{}
-		for p, n := range fs.prefix {
+		linked := map[string]bool{}
+		for p := range fs.prefix {
 			if filepath.Dir(p) == dir {
-				out[filepath.Base(p)] = n.Load()
+				linked[filepath.Base(p)] = true
 				delete(fs.prefix, p)
 			}
 		}
-		return out
+		return linked
 	}
 }
 

@@ -20,10 +20,11 @@ import (
 // reports anything but the end of the log (real corruption is kept for
 // Pebble to judge).
 //
-// The scan reads the file once; when it read all of it and cut nothing
-// (the usual case: fsm's checkpoints copy a WAL only as far as it was
-// written), trimWAL also returns the file's checksum and size, so that
-// the caller does not read the file a second time. sum is "" otherwise.
+// The scan reads the file once; when it read all of it and cut nothing,
+// trimWAL also returns the file's checksum and size, so that the caller
+// does not read the file a second time. sum is "" otherwise. (fsm's live
+// WALs are linked, not copied: a copy is of a WAL written before the
+// process started, or of a DB not run through fsm.)
 func trimWAL(path string) (trimmed int64, sum string, size int64, err error) {
 	base := path[strings.LastIndexByte(path, '/')+1:]
 	if !strings.HasSuffix(base, ".log") {
