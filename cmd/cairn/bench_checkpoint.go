@@ -89,6 +89,14 @@ type ckptLoadResult struct {
 	// anywhere) outweighs ten ordinary ones.
 	MedianLossPct float64 `json:"median_loss_pct"`
 	MedianLostSec float64 `json:"median_lost_s"`
+	// ControlMedianLossPct and ControlMedianLostSec are the same medians
+	// over control windows: one per create, as long as its call, midway
+	// to the next create (or to the end of the run), where no create runs.
+	// They are the measure's noise floor: what a window that short shows
+	// by chance on this machine (0 on a perfectly steady load).
+	Controls             int     `json:"controls"`
+	ControlMedianLossPct float64 `json:"control_median_loss_pct"`
+	ControlMedianLostSec float64 `json:"control_median_lost_s"`
 }
 
 // ckptSpan is one create call, as offsets from the start of the write load.
@@ -526,8 +534,44 @@ func ckptLoss(counts []int64, bucket time.Duration, spans []ckptSpan, dur time.D
 			sec[i] = t - ops/r.BaselineOpsSec
 		}
 		r.MedianLossPct, r.MedianLostSec = median(pct), median(sec)
+		r.Controls, r.ControlMedianLossPct, r.ControlMedianLostSec = ckptControls(spans, dur, warm, r.BaselineOpsSec, opsIn)
 	}
 	return r
+}
+
+// ckptControls measures loss the way ckptLoss does per create, in windows
+// where no create runs: for each create, a window of its call's length
+// centred midway between its end and the next create's start (the run's
+// end for the last), kept only if it lies more than 1 s from every create
+// and inside the measured part of the run.
+func ckptControls(spans []ckptSpan, dur, warm time.Duration, base float64, opsIn func(from, to time.Duration) float64) (n int, medPct, medSec float64) {
+	end := dur - 200*time.Millisecond
+	var pct, sec []float64
+	for i, s := range spans {
+		next := end
+		if i+1 < len(spans) {
+			next = spans[i+1].From
+		}
+		l := s.To - s.From
+		from := s.To + (next-s.To)/2 - l/2
+		to := from + l
+		ok := from >= warm && to <= end
+		for _, o := range spans {
+			if to > o.From-time.Second && from < o.To+time.Second {
+				ok = false
+			}
+		}
+		if !ok || l <= 0 {
+			continue
+		}
+		ops := opsIn(from, to)
+		pct = append(pct, 100*(1-ops/l.Seconds()/base))
+		sec = append(sec, l.Seconds()-ops/base)
+	}
+	if len(pct) == 0 {
+		return 0, math.NaN(), math.NaN()
+	}
+	return len(pct), median(pct), median(sec)
 }
 
 // A node's checkpoint install metrics (internal/node/checkpoints.go).
@@ -713,6 +757,10 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 			lost(l.LostSec), lost(l.LostWithAfterSec))
 		fmt.Fprintf(w, "  each call on its own, median over the creates: loss %.1f%% during the call, %s of writes lost\n",
 			l.MedianLossPct, lost(l.MedianLostSec))
+		if l.Controls > 0 {
+			fmt.Fprintf(w, "  control: the same in %d windows as long as the calls, midway between creates (none running): median loss %.1f%%, %s of writes lost (the measure's noise floor)\n",
+				l.Controls, l.ControlMedianLossPct, lost(l.ControlMedianLostSec))
+		}
 		fmt.Fprintf(w, "  the whole run with a checkpoint every %s: loss %.1f%%\n", seconds(l.DurationSec/float64(max(1, l.Creates))).Round(time.Second), l.RunLossPct)
 	}
 	if cu := r.CatchUp; cu != nil {

@@ -102,3 +102,45 @@ func TestCkptLossMedianResistsOneStall(t *testing.T) {
 		t.Fatalf("median loss %.3f%%, %.4fs lost: want 20%%, 0.02s", r.MedianLossPct, r.MedianLostSec)
 	}
 }
+
+// The control windows see the load where no create runs: on a load that
+// dips only during the calls they report no loss; a dip planted midway
+// between creates shows in them and not in the creates' own medians.
+func TestCkptLossControlWindows(t *testing.T) {
+	const bucket = 10 * time.Millisecond
+	dur := 40 * time.Second
+	var spans []ckptSpan
+	for i := range 10 {
+		from := time.Duration(2+4*i) * time.Second
+		spans = append(spans, ckptSpan{from, from + 100*time.Millisecond})
+	}
+	dip := func(counts []int64, from, to time.Duration) {
+		for b := int(from / bucket); b < int(to/bucket); b++ {
+			counts[b] = 4 // 60% below the baseline
+		}
+	}
+	during := steadyLoad(dur, bucket)
+	for _, s := range spans {
+		dip(during, s.From, s.To)
+	}
+	r := ckptLoss(during, bucket, spans, dur)
+	// Every create but the last (whose midway point is too close to the
+	// run's end) has a control window 2 s after its start.
+	if r.Controls != 9 || math.Abs(r.MedianLossPct-60) > 1e-6 || math.Abs(r.ControlMedianLossPct) > 1e-6 || math.Abs(r.ControlMedianLostSec) > 1e-9 {
+		t.Fatalf("dip during the calls: %d controls, median loss %.2f%%, control %.2f%% (%.4fs): want 9, 60%%, 0%%, 0s",
+			r.Controls, r.MedianLossPct, r.ControlMedianLossPct, r.ControlMedianLostSec)
+	}
+	between := steadyLoad(dur, bucket)
+	for i := range spans[:9] {
+		mid := spans[i].To + (spans[i+1].From-spans[i].To)/2
+		dip(between, mid-50*time.Millisecond, mid+50*time.Millisecond)
+	}
+	r = ckptLoss(between, bucket, spans, dur)
+	// The dips are in the baseline too (they are more than 1 s from any
+	// create), which they pull a little below 1,000/s.
+	b := r.BaselineOpsSec
+	if wantCreate, wantCtl := 100*(1-1000/b), 100*(1-400/b); b >= 1000 || math.Abs(r.MedianLossPct-wantCreate) > 1e-6 || math.Abs(r.ControlMedianLossPct-wantCtl) > 1e-6 {
+		t.Fatalf("dip between the calls: baseline %.1f/s, median loss %.2f%%, control %.2f%%: want %.2f%%, %.2f%%",
+			b, r.MedianLossPct, r.ControlMedianLossPct, wantCreate, wantCtl)
+	}
+}
