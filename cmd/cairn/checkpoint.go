@@ -215,7 +215,7 @@ func printCheckpointDetail(w io.Writer, d *api.CheckpointDetail) error {
 	if v.Status == "unverified" {
 		row("verified", "never")
 	} else {
-		row("verified", "%s at %s: %d files, %s checked, %d keys read %s", v.Status, v.At.Local().Format(time.RFC3339), v.FilesChecked, humanBytes(v.BytesChecked), v.Keys, v.Problem)
+		row("verified", "%s at %s: %d stored files, %s checked, %d keys read %s", v.Status, v.At.Local().Format(time.RFC3339), v.FilesChecked, humanBytes(v.BytesChecked), v.Keys, v.Problem)
 	}
 	var conf []string
 	for _, s := range d.Configuration {
@@ -327,7 +327,7 @@ fetches it from a peer). Exits 1 unless the checkpoint is ok.`,
 					return err
 				}
 			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files, %s checked, %d keys read\n", v.Status, v.FilesChecked, humanBytes(v.BytesChecked), v.Keys)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d stored files, %s checked, %d keys read\n", v.Status, v.FilesChecked, humanBytes(v.BytesChecked), v.Keys)
 				for _, f := range v.Corrupt {
 					fmt.Fprintf(cmd.OutOrStdout(), "  corrupt (quarantined): %s %s\n", f.Name, f.Checksum)
 				}
@@ -422,8 +422,8 @@ Restore from the bucket with "cairn restore --from URL/ID".`,
 			if output == "json" {
 				return printJSON(cmd.OutOrStdout(), p)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "exported %s from %s to %s: %d files / %s uploaded, %d / %s already there, in %s (%s/s)\n",
-				p.CheckpointID, p.Node, to, p.FilesUploaded, humanBytes(p.BytesUploaded), p.FilesSkipped, humanBytes(p.BytesSkipped),
+			fmt.Fprintf(cmd.OutOrStdout(), "exported %s from %s to %s: uploaded %s (%s), already there %s (%s), in %s (%s/s)\n",
+				p.CheckpointID, p.Node, to, nFiles(p.FilesUploaded), humanBytes(p.BytesUploaded), nFiles(p.FilesSkipped), humanBytes(p.BytesSkipped),
 				fmtDuration(p.Elapsed), humanBytes(int64(p.Rate)))
 			return nil
 		},
@@ -466,4 +466,12 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// nFiles is "1 file" or "N files".
+func nFiles(n int64) string {
+	if n == 1 {
+		return "1 file"
+	}
+	return fmt.Sprintf("%d files", n)
 }
