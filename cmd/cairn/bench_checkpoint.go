@@ -97,6 +97,12 @@ type ckptLoadResult struct {
 	Controls             int     `json:"controls"`
 	ControlMedianLossPct float64 `json:"control_median_loss_pct"`
 	ControlMedianLostSec float64 `json:"control_median_lost_s"`
+	// PairedLossPct compares the creates that have a control window with
+	// their controls, pooled: 1 - (Puts in those calls) / (Puts in their
+	// controls), windows of equal length. Unlike the medians it is not
+	// biased by the skew of short-window rates (when Puts complete in
+	// bursts, most short windows fall below the mean rate).
+	PairedLossPct float64 `json:"paired_loss_pct"`
 }
 
 // ckptSpan is one create call, as offsets from the start of the write load.
@@ -534,7 +540,7 @@ func ckptLoss(counts []int64, bucket time.Duration, spans []ckptSpan, dur time.D
 			sec[i] = t - ops/r.BaselineOpsSec
 		}
 		r.MedianLossPct, r.MedianLostSec = median(pct), median(sec)
-		r.Controls, r.ControlMedianLossPct, r.ControlMedianLostSec = ckptControls(spans, dur, warm, r.BaselineOpsSec, opsIn)
+		r.Controls, r.ControlMedianLossPct, r.ControlMedianLostSec, r.PairedLossPct = ckptControls(spans, dur, warm, r.BaselineOpsSec, opsIn)
 	}
 	return r
 }
@@ -543,10 +549,12 @@ func ckptLoss(counts []int64, bucket time.Duration, spans []ckptSpan, dur time.D
 // where no create runs: for each create, a window of its call's length
 // centred midway between its end and the next create's start (the run's
 // end for the last), kept only if it lies more than 1 s from every create
-// and inside the measured part of the run.
-func ckptControls(spans []ckptSpan, dur, warm time.Duration, base float64, opsIn func(from, to time.Duration) float64) (n int, medPct, medSec float64) {
+// and inside the measured part of the run. paired is the loss of the
+// creates that have a control against their controls, pooled.
+func ckptControls(spans []ckptSpan, dur, warm time.Duration, base float64, opsIn func(from, to time.Duration) float64) (n int, medPct, medSec, paired float64) {
 	end := dur - 200*time.Millisecond
 	var pct, sec []float64
+	var createOps, controlOps float64
 	for i, s := range spans {
 		next := end
 		if i+1 < len(spans) {
@@ -567,11 +575,13 @@ func ckptControls(spans []ckptSpan, dur, warm time.Duration, base float64, opsIn
 		ops := opsIn(from, to)
 		pct = append(pct, 100*(1-ops/l.Seconds()/base))
 		sec = append(sec, l.Seconds()-ops/base)
+		createOps += opsIn(s.From, s.To)
+		controlOps += ops
 	}
 	if len(pct) == 0 {
-		return 0, math.NaN(), math.NaN()
+		return 0, math.NaN(), math.NaN(), math.NaN()
 	}
-	return len(pct), median(pct), median(sec)
+	return len(pct), median(pct), median(sec), 100 * (1 - createOps/controlOps)
 }
 
 // A node's checkpoint install metrics (internal/node/checkpoints.go).
@@ -760,6 +770,7 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 		if l.Controls > 0 {
 			fmt.Fprintf(w, "  control: the same in %d windows as long as the calls, midway between creates (none running): median loss %.1f%%, %s of writes lost (the measure's noise floor)\n",
 				l.Controls, l.ControlMedianLossPct, lost(l.ControlMedianLostSec))
+			fmt.Fprintf(w, "  creates against their control windows, pooled: %.1f%% fewer Puts while the calls ran\n", l.PairedLossPct)
 		}
 		fmt.Fprintf(w, "  the whole run with a checkpoint every %s: loss %.1f%%\n", seconds(l.DurationSec/float64(max(1, l.Creates))).Round(time.Second), l.RunLossPct)
 	}

@@ -126,9 +126,10 @@ func TestCkptLossControlWindows(t *testing.T) {
 	r := ckptLoss(during, bucket, spans, dur)
 	// Every create but the last (whose midway point is too close to the
 	// run's end) has a control window 2 s after its start.
-	if r.Controls != 9 || math.Abs(r.MedianLossPct-60) > 1e-6 || math.Abs(r.ControlMedianLossPct) > 1e-6 || math.Abs(r.ControlMedianLostSec) > 1e-9 {
-		t.Fatalf("dip during the calls: %d controls, median loss %.2f%%, control %.2f%% (%.4fs): want 9, 60%%, 0%%, 0s",
-			r.Controls, r.MedianLossPct, r.ControlMedianLossPct, r.ControlMedianLostSec)
+	if r.Controls != 9 || math.Abs(r.MedianLossPct-60) > 1e-6 || math.Abs(r.ControlMedianLossPct) > 1e-6 || math.Abs(r.ControlMedianLostSec) > 1e-9 ||
+		math.Abs(r.PairedLossPct-60) > 1e-6 {
+		t.Fatalf("dip during the calls: %d controls, median loss %.2f%%, control %.2f%% (%.4fs), paired %.2f%%: want 9, 60%%, 0%%, 0s, 60%%",
+			r.Controls, r.MedianLossPct, r.ControlMedianLossPct, r.ControlMedianLostSec, r.PairedLossPct)
 	}
 	between := steadyLoad(dur, bucket)
 	for i := range spans[:9] {
@@ -139,8 +140,9 @@ func TestCkptLossControlWindows(t *testing.T) {
 	// The dips are in the baseline too (they are more than 1 s from any
 	// create), which they pull a little below 1,000/s.
 	b := r.BaselineOpsSec
-	if wantCreate, wantCtl := 100*(1-1000/b), 100*(1-400/b); b >= 1000 || math.Abs(r.MedianLossPct-wantCreate) > 1e-6 || math.Abs(r.ControlMedianLossPct-wantCtl) > 1e-6 {
-		t.Fatalf("dip between the calls: baseline %.1f/s, median loss %.2f%%, control %.2f%%: want %.2f%%, %.2f%%",
-			b, r.MedianLossPct, r.ControlMedianLossPct, wantCreate, wantCtl)
+	if wantCreate, wantCtl := 100*(1-1000/b), 100*(1-400/b); b >= 1000 || math.Abs(r.MedianLossPct-wantCreate) > 1e-6 || math.Abs(r.ControlMedianLossPct-wantCtl) > 1e-6 ||
+		math.Abs(r.PairedLossPct-100*(1-1000.0/400)) > 1e-6 {
+		t.Fatalf("dip between the calls: baseline %.1f/s, median loss %.2f%%, control %.2f%%, paired %.2f%%: want %.2f%%, %.2f%%, -150%%",
+			b, r.MedianLossPct, r.ControlMedianLossPct, r.PairedLossPct, wantCreate, wantCtl)
 	}
 }
