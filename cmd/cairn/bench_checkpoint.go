@@ -164,8 +164,9 @@ snapshot triggers off: only the benchmark's checkpoints) and measure:
     median of --warm-creates, after a few more writes (the steady state);
  2. at the largest size, a write load (--write-clients goroutines of 1 KiB
     Puts over the loaded keys) for --write-duration with a checkpoint every
-    --create-every: throughput in 100 ms buckets during checkpoints versus
-    buckets more than a second away from any;
+    --create-every: Puts completed while each create call runs versus the
+    rate more than a second away from any, and versus a control window of
+    the same length midway between creates (the measure's noise floor);
  3. catch-up: stop a follower, overwrite --churn of the keys, write small
     entries and checkpoint until the follower's log position is truncated
     (more than --trailing-logs entries behind), restart it: bytes fetched
