@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -100,10 +101,17 @@ type checkpointService struct {
 // not resolve "the leader" again).
 func (c *checkpointService) target(ctx context.Context, node string) (Checkpoints, *grpc.ClientConn, string, error) {
 	s := c.s
-	if node == "" {
+	switch node {
+	case "", NodeLeader:
 		id, _ := s.raft.Leader()
 		if id == "" {
 			return nil, nil, "", toStatus(raftnode.ErrNoLeader)
+		}
+		node = id
+	case NodeFollower:
+		id, err := c.follower()
+		if err != nil {
+			return nil, nil, "", err
 		}
 		node = id
 	}
@@ -137,6 +145,43 @@ func (c *checkpointService) target(ctx context.Context, node string) (Checkpoint
 		return nil, nil, node, status.Errorf(codes.Unavailable, "node %s at %s: %v", node, addr, err)
 	}
 	return nil, conn, node, nil
+}
+
+// Role names a checkpoint request may give instead of a node id.
+const (
+	// NodeLeader is the current leader (as is "").
+	NodeLeader = "leader"
+	// NodeFollower is a voting follower: the first by id, so that
+	// repeated requests (create, then export "latest") reach the same node
+	// while the leader stays. A checkpoint
+	// taken there keeps its work off the leader, which every write waits
+	// for (docs/benchmarks-checkpoints.md).
+	NodeFollower = "follower"
+)
+
+// follower resolves NodeFollower.
+func (c *checkpointService) follower() (string, error) {
+	s := c.s
+	leader, _ := s.raft.Leader()
+	if leader == "" {
+		return "", toStatus(raftnode.ErrNoLeader)
+	}
+	members, err := s.raft.Members()
+	if err != nil {
+		return "", toStatus(err)
+	}
+	var ids []string
+	for _, m := range members {
+		if m.Voter && m.ID != leader {
+			ids = append(ids, m.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return "", status.Errorf(codes.FailedPrecondition,
+			"no voting follower (leader %s, %d members): name a node, or the leader", leader, len(members))
+	}
+	slices.Sort(ids)
+	return ids[0], nil
 }
 
 // ckptStatus maps snapshot errors to gRPC errors.

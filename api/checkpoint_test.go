@@ -115,11 +115,29 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 	if _, err := cl.ShowCheckpoint(ctx, "", "1-2-3"); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("show of a missing checkpoint: %v", err)
 	}
+	// Roles instead of ids: "leader", and "follower" (the first voting
+	// follower by id, the same one for a create and the list after it).
+	if again, err := cl.CreateCheckpoint(ctx, api.NodeLeader); err != nil || again.Node != l.ID {
+		t.Fatalf("create on %q: %+v %v (leader %s)", api.NodeLeader, again, err, l.ID)
+	}
+	want := ""
+	for _, n := range c.Followers(l) {
+		if want == "" || n.ID < want {
+			want = n.ID
+		}
+	}
+	fc, err := cl.CreateCheckpoint(ctx, api.NodeFollower)
+	if err != nil || fc.Node != want || fc.Checkpoint.Source != want {
+		t.Fatalf("create on %q: %+v %v, want it on %s", api.NodeFollower, fc, err, want)
+	}
+	if fl, err := cl.Checkpoints(ctx, api.NodeFollower); err != nil || fl.Node != want || fl.Checkpoints[0].ID != fc.Checkpoint.ID {
+		t.Fatalf("list on %q: %+v %v, want %s's catalog, newest %s", api.NodeFollower, fl, err, want, fc.Checkpoint.ID)
+	}
 	if _, err := cl.Checkpoints(ctx, "nosuchnode"); status.Code(err) != codes.NotFound {
 		t.Fatalf("list of an unknown node: %v", err)
 	}
 	// A follower's own catalog, asked of the follower itself.
-	fc, err := cl.CreateCheckpoint(ctx, f.ID)
+	fc, err = cl.CreateCheckpoint(ctx, f.ID)
 	if err != nil || fc.Node != f.ID || fc.Checkpoint.Source != f.ID {
 		t.Fatalf("create on the follower: %+v %v", fc, err)
 	}
@@ -275,5 +293,21 @@ func TestForwardedCallRefusedByAnotherCluster(t *testing.T) {
 	// Calls without a target (clients, older nodes) are served as before.
 	if err := get(bm); status.Code(err) != codes.NotFound {
 		t.Fatalf("plain get on b: %v", err)
+	}
+}
+
+// The role names checkpoint requests accept cannot be node ids.
+func TestConfigReservesRoleNames(t *testing.T) {
+	for _, id := range []string{api.NodeLeader, api.NodeFollower} {
+		cfg := api.DefaultConfig()
+		cfg.NodeID = id
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("node id %q: accepted", id)
+		}
+	}
+	cfg := api.DefaultConfig()
+	cfg.NodeID = "n1"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("node id n1: %v", err)
 	}
 }

@@ -81,6 +81,9 @@ func (c Config) Validate() error {
 	if c.NodeID == "" {
 		return fmt.Errorf("api: NodeID is required")
 	}
+	if c.NodeID == NodeLeader || c.NodeID == NodeFollower {
+		return fmt.Errorf("api: node id %q is reserved: checkpoint requests use it to name a role", c.NodeID)
+	}
 	return c.Limits.Validate()
 }
 

@@ -24,6 +24,9 @@ import (
 
 // ckptBenchConfig is one `cairn bench checkpoint` run.
 type ckptBenchConfig struct {
+	// CreateOn is where the write load's checkpoints are taken: "leader"
+	// or "follower" (one of the two, the same each time).
+	CreateOn      string
 	Sizes         []int64
 	ValueSize     int
 	BatchBytes    int
@@ -56,6 +59,7 @@ type ckptSizeResult struct {
 }
 
 type ckptLoadResult struct {
+	CreateOn         string    `json:"create_on"` // the node the checkpoints were taken on, and its role
 	Clients          int       `json:"clients"`
 	DurationSec      float64   `json:"duration_s"`
 	Creates          int       `json:"creates"`
@@ -178,6 +182,9 @@ The data directory is temporary unless --dir is given.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
+			if cfg.CreateOn != "leader" && cfg.CreateOn != "follower" {
+				return fmt.Errorf("--create-on: want leader or follower, got %q", cfg.CreateOn)
+			}
 			for _, s := range strings.Split(sizes, ",") {
 				n, err := parseSize(s)
 				if err != nil {
@@ -218,6 +225,7 @@ The data directory is temporary unless --dir is given.`,
 	f.Float64Var(&cfg.Churn, "churn", cfg.Churn, "fraction of keys overwritten while a follower is down")
 	f.IntVar(&cfg.TrailingLogs, "trailing-logs", cfg.TrailingLogs, "the cluster's --trailing-logs")
 	f.BoolVar(&cfg.SkipCatchUp, "skip-catch-up", false, "skip the catch-up measurement")
+	f.StringVar(&cfg.CreateOn, "create-on", "leader", "where the write load's checkpoints are taken: leader or follower")
 	f.StringVar(&cfg.Dir, "dir", "", "data directory (default: a temporary one, removed afterwards)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the data directory")
 	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to run the nodes with (default: this one)")
@@ -325,11 +333,26 @@ func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckp
 		if err != nil {
 			return res, err
 		}
+		on, role := leader, "leader"
+		if cfg.CreateOn == "follower" {
+			for _, p := range nodes[:3] {
+				if p != leader {
+					on, role = p, "follower"
+					break
+				}
+			}
+		}
+		createOn := func() (*api.CreatedCheckpoint, time.Duration, error) {
+			t0 := time.Now()
+			cr, err := c.CreateCheckpoint(ctx, on.id)
+			return cr, time.Since(t0), err
+		}
 		const pauseSum, pauseCount = "cairn_checkpoint_pause_seconds_sum", "cairn_checkpoint_pause_seconds_count"
-		m0, _ := leader.metrics(ctx, pauseSum, pauseCount)
-		lr, err := ckptWriteLoad(ctx, c, cfg, loaded, create)
+		m0, _ := on.metrics(ctx, pauseSum, pauseCount)
+		lr, err := ckptWriteLoad(ctx, c, cfg, loaded, createOn)
 		if lr != nil {
-			m1, _ := leader.metrics(ctx, pauseSum, pauseCount)
+			lr.CreateOn = on.id + " (" + role + ")"
+			m1, _ := on.metrics(ctx, pauseSum, pauseCount)
 			if m1[pauseCount] > m0[pauseCount] {
 				lr.MeanPauseSec = (m1[pauseSum] - m0[pauseSum]) / (m1[pauseCount] - m0[pauseCount])
 			}
@@ -753,7 +776,7 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 		for i, x := range l.CreateLatencySec {
 			parts[i] = fmtDuration(seconds(x))
 		}
-		fmt.Fprintf(w, "write load (%d clients, %.0fs, %d checkpoints: %s)\n", l.Clients, l.DurationSec, l.Creates, strings.Join(parts, " "))
+		fmt.Fprintf(w, "write load (%d clients, %.0fs, %d checkpoints on %s: %s)\n", l.Clients, l.DurationSec, l.Creates, l.CreateOn, strings.Join(parts, " "))
 		fmt.Fprintf(w, "  state machine paused %s per checkpoint on average; throughput from 200 ms before to 1 s after a create starts, 50 ms bins: %v\n",
 			fmtDuration(seconds(l.MeanPauseSec)), l.AroundOpsSec)
 		fmt.Fprintf(w, "  throughput away from checkpoints %.0f ops/s; during the create calls %.0f ops/s (loss %.1f%%); in the 500 ms after %.0f ops/s (loss %.1f%%); both together: loss %.1f%%\n",
