@@ -777,6 +777,12 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 			parts[i] = fmtDuration(seconds(x))
 		}
 		fmt.Fprintf(w, "write load (%d clients, %.0fs, %d checkpoints on %s: %s)\n", l.Clients, l.DurationSec, l.Creates, l.CreateOn, strings.Join(parts, " "))
+		if l.Creates == 0 {
+			// e.g. interrupted before the first create: nothing to compare
+			fmt.Fprintf(w, "  no checkpoint was taken during the load (%.0f Puts/s)\n", l.BaselineOpsSec)
+		}
+	}
+	if l := r.Load; l != nil && l.Creates > 0 {
 		fmt.Fprintf(w, "  state machine paused %s per checkpoint on average; throughput from 200 ms before to 1 s after a create starts, 50 ms bins: %v\n",
 			fmtDuration(seconds(l.MeanPauseSec)), l.AroundOpsSec)
 		fmt.Fprintf(w, "  throughput away from checkpoints %.0f ops/s; during the create calls %.0f ops/s (loss %.1f%%); in the 500 ms after %.0f ops/s (loss %.1f%%); both together: loss %.1f%%\n",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -144,5 +145,16 @@ func TestCkptLossControlWindows(t *testing.T) {
 		math.Abs(r.PairedLossPct-100*(1-1000.0/400)) > 1e-6 {
 		t.Fatalf("dip between the calls: baseline %.1f/s, median loss %.2f%%, control %.2f%%, paired %.2f%%: want %.2f%%, %.2f%%, -150%%",
 			b, r.MedianLossPct, r.ControlMedianLossPct, r.PairedLossPct, wantCreate, wantCtl)
+	}
+}
+
+// A load with no create (interrupted before the first) prints no loss
+// figures: a median over no creates is not 0%.
+func TestPrintCkptBenchWithoutCreates(t *testing.T) {
+	var b strings.Builder
+	printCkptBench(&b, &ckptBenchResult{ValueSize: 1024, Load: &ckptLoadResult{Clients: 16, DurationSec: 30, BaselineOpsSec: 39, RunLossPct: 3.1}})
+	out := b.String()
+	if !strings.Contains(out, "no checkpoint was taken during the load (39 Puts/s)") || strings.Contains(out, "loss") {
+		t.Fatalf("output:\n%s", out)
 	}
 }
