@@ -234,7 +234,10 @@ func loadValues(ctx context.Context, c *api.Client, loaders, batchBytes, valueSi
 					if err == nil {
 						break
 					}
-					if !errors.Is(err, api.ErrUnknownOutcome) {
+					// An unknown outcome is retried (a Batch of Puts may
+					// apply twice), unless the load was cancelled: every
+					// attempt with a cancelled context is unknown too.
+					if !errors.Is(err, api.ErrUnknownOutcome) || ctx.Err() != nil {
 						errs[g] = err
 						return
 					}
