@@ -258,10 +258,11 @@ func newCheckpointCreateCmd() *cobra.Command {
 id. A raft snapshot is per node: the leader's are the ones it sends to
 followers that fell behind and the ones that let its log be truncated. A
 savepoint to export can be taken on a follower instead (--node follower, then
-export it with the same --node): every write waits for the leader, so a
-checkpoint there costs a concurrent write load about a third of what it does
-on the leader (docs/benchmarks-checkpoints.md). When nothing was applied
-since the node's newest checkpoint, that one is printed and nothing is taken.
+export it with the same --node): every write waits for the leader, and a
+checkpoint on a follower cost a concurrent write load about half as many
+writes in our benchmark at 100 MiB (docs/benchmarks-checkpoints.md). When
+nothing was applied since the node's newest checkpoint, that one is printed
+and nothing is taken.
 The raft log up to the checkpoint (minus --trailing-logs) may be truncated
 afterwards, as with raft's own snapshots.`,
 		Args: cobra.NoArgs,
