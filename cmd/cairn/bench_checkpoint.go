@@ -283,11 +283,16 @@ func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckp
 	}
 
 	res := &ckptBenchResult{ValueSize: cfg.ValueSize}
-	create := func() (*api.CreatedCheckpoint, time.Duration, error) {
-		t0 := time.Now()
-		cr, err := c.CreateCheckpoint(ctx, "")
-		return cr, time.Since(t0), err
+	// createOn returns a create call on node ("": the leader) that also
+	// reports its latency.
+	createOn := func(node string) func() (*api.CreatedCheckpoint, time.Duration, error) {
+		return func() (*api.CreatedCheckpoint, time.Duration, error) {
+			t0 := time.Now()
+			cr, err := c.CreateCheckpoint(ctx, node)
+			return cr, time.Since(t0), err
+		}
 	}
+	create := createOn("")
 	var loaded int64
 	for _, size := range cfg.Sizes {
 		keys := size / int64(cfg.ValueSize)
@@ -342,14 +347,9 @@ func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckp
 				}
 			}
 		}
-		createOn := func() (*api.CreatedCheckpoint, time.Duration, error) {
-			t0 := time.Now()
-			cr, err := c.CreateCheckpoint(ctx, on.id)
-			return cr, time.Since(t0), err
-		}
 		const pauseSum, pauseCount = "cairn_checkpoint_pause_seconds_sum", "cairn_checkpoint_pause_seconds_count"
 		m0, _ := on.metrics(ctx, pauseSum, pauseCount)
-		lr, err := ckptWriteLoad(ctx, c, cfg, loaded, createOn)
+		lr, err := ckptWriteLoad(ctx, c, cfg, loaded, createOn(on.id))
 		if lr != nil {
 			lr.CreateOn = on.id + " (" + role + ")"
 			m1, _ := on.metrics(ctx, pauseSum, pauseCount)
@@ -556,15 +556,17 @@ func ckptLoss(counts []int64, bucket time.Duration, spans []ckptSpan, dur time.D
 		n := float64(len(spans))
 		r.LostSec = (durT - durOps/r.BaselineOpsSec) / n
 		r.LostWithAfterSec = (durT + aftT - (durOps+aftOps)/r.BaselineOpsSec) / n
+		// One window's loss: percent, and seconds at the baseline rate.
+		loss := func(from, to time.Duration) (pct, sec float64) {
+			t, ops := (to - from).Seconds(), opsIn(from, to)
+			return 100 * (1 - rate(ops, t)/r.BaselineOpsSec), t - ops/r.BaselineOpsSec
+		}
 		pct, sec := make([]float64, len(spans)), make([]float64, len(spans))
 		for i, s := range spans {
-			t := (s.To - s.From).Seconds()
-			ops := opsIn(s.From, s.To)
-			pct[i] = 100 * (1 - rate(ops, t)/r.BaselineOpsSec)
-			sec[i] = t - ops/r.BaselineOpsSec
+			pct[i], sec[i] = loss(s.From, s.To)
 		}
 		r.MedianLossPct, r.MedianLostSec = median(pct), median(sec)
-		r.Controls, r.ControlMedianLossPct, r.ControlMedianLostSec, r.PairedLossPct = ckptControls(spans, dur, warm, r.BaselineOpsSec, opsIn)
+		r.Controls, r.ControlMedianLossPct, r.ControlMedianLostSec, r.PairedLossPct = ckptControls(spans, dur, warm, loss, opsIn)
 	}
 	return r
 }
@@ -575,7 +577,8 @@ func ckptLoss(counts []int64, bucket time.Duration, spans []ckptSpan, dur time.D
 // end for the last), kept only if it lies more than 1 s from every create
 // and inside the measured part of the run. paired is the loss of the
 // creates that have a control against their controls, pooled.
-func ckptControls(spans []ckptSpan, dur, warm time.Duration, base float64, opsIn func(from, to time.Duration) float64) (n int, medPct, medSec, paired float64) {
+func ckptControls(spans []ckptSpan, dur, warm time.Duration, loss func(from, to time.Duration) (pct, sec float64),
+	opsIn func(from, to time.Duration) float64) (n int, medPct, medSec, paired float64) {
 	end := dur - 200*time.Millisecond
 	var pct, sec []float64
 	var createOps, controlOps float64
@@ -596,11 +599,10 @@ func ckptControls(spans []ckptSpan, dur, warm time.Duration, base float64, opsIn
 		if !ok || l <= 0 {
 			continue
 		}
-		ops := opsIn(from, to)
-		pct = append(pct, 100*(1-ops/l.Seconds()/base))
-		sec = append(sec, l.Seconds()-ops/base)
+		p, x := loss(from, to)
+		pct, sec = append(pct, p), append(sec, x)
 		createOps += opsIn(s.From, s.To)
-		controlOps += ops
+		controlOps += opsIn(from, to)
 	}
 	if len(pct) == 0 {
 		return 0, math.NaN(), math.NaN(), math.NaN()
@@ -771,38 +773,8 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 			fmt.Sprintf("%s (%s)", fmtDuration(seconds(s.ColdLatencySec)), fmtDuration(seconds(s.ColdDurationSec))),
 			fmt.Sprintf("%s (%s, %s)", fmtDuration(seconds(s.WarmLatencySec)), fmtDuration(seconds(s.WarmDurationSec)), humanBytes(s.WarmNewBytes)))
 	}
-	if l := r.Load; l != nil {
-		parts := make([]string, len(l.CreateLatencySec))
-		for i, x := range l.CreateLatencySec {
-			parts[i] = fmtDuration(seconds(x))
-		}
-		fmt.Fprintf(w, "write load (%d clients, %.0fs, %d checkpoints on %s: %s)\n", l.Clients, l.DurationSec, l.Creates, l.CreateOn, strings.Join(parts, " "))
-		if l.Creates == 0 {
-			// e.g. interrupted before the first create: nothing to compare
-			fmt.Fprintf(w, "  no checkpoint was taken during the load (%.0f Puts/s)\n", l.BaselineOpsSec)
-		}
-	}
-	if l := r.Load; l != nil && l.Creates > 0 {
-		fmt.Fprintf(w, "  state machine paused %s per checkpoint on average; throughput from 200 ms before to 1 s after a create starts, 50 ms bins: %v\n",
-			fmtDuration(seconds(l.MeanPauseSec)), l.AroundOpsSec)
-		fmt.Fprintf(w, "  throughput away from checkpoints %.0f ops/s; during the create calls %.0f ops/s (loss %.1f%%); in the 500 ms after %.0f ops/s (loss %.1f%%); both together: loss %.1f%%\n",
-			l.BaselineOpsSec, l.DuringOpsSec, l.LossPct, l.AfterOpsSec, l.AfterLossPct, l.OverallLossPct)
-		lost := func(s float64) string {
-			if math.IsNaN(s) {
-				return "n/a" // no baseline: no time away from the creates
-			}
-			return fmtDuration(seconds(s))
-		}
-		fmt.Fprintf(w, "  Puts lost per create, in time at the baseline rate: %s during the call, %s with the 500 ms after\n",
-			lost(l.LostSec), lost(l.LostWithAfterSec))
-		fmt.Fprintf(w, "  each call on its own, median over the creates: loss %.1f%% during the call, %s of writes lost\n",
-			l.MedianLossPct, lost(l.MedianLostSec))
-		if l.Controls > 0 {
-			fmt.Fprintf(w, "  control: the same in %d windows as long as the calls, midway between creates (none running): median loss %.1f%%, %s of writes lost (the measure's noise floor)\n",
-				l.Controls, l.ControlMedianLossPct, lost(l.ControlMedianLostSec))
-			fmt.Fprintf(w, "  creates against their control windows, pooled: %.1f%% fewer Puts while the calls ran\n", l.PairedLossPct)
-		}
-		fmt.Fprintf(w, "  the whole run with a checkpoint every %s: loss %.1f%%\n", seconds(l.DurationSec/float64(max(1, l.Creates))).Round(time.Second), l.RunLossPct)
+	if r.Load != nil {
+		printCkptLoad(w, r.Load)
 	}
 	if cu := r.CatchUp; cu != nil {
 		fmt.Fprintf(w, "catch-up of a restarted follower after %d random keys were overwritten and the log truncated past it:\n", cu.ChurnKeys)
@@ -822,4 +794,38 @@ func printCkptBench(w io.Writer, r *ckptBenchResult) {
 		fmt.Fprintf(w, "  %-24s caught up in %.1fs (install %.1fs), fetched %s\n", "fresh node (full)", cu.FullCatchUpSec, cu.FullInstallSec, humanBytes(cu.FullBytesFetched))
 		fmt.Fprintf(w, "  the three voters' states at the end, compared offline: identical %v\n", cu.SameState)
 	}
+}
+
+// printCkptLoad prints the write load's part of a result.
+func printCkptLoad(w io.Writer, l *ckptLoadResult) {
+	parts := make([]string, len(l.CreateLatencySec))
+	for i, x := range l.CreateLatencySec {
+		parts[i] = fmtDuration(seconds(x))
+	}
+	fmt.Fprintf(w, "write load (%d clients, %.0fs, %d checkpoints on %s: %s)\n", l.Clients, l.DurationSec, l.Creates, l.CreateOn, strings.Join(parts, " "))
+	if l.Creates == 0 {
+		// e.g. interrupted before the first create: nothing to compare
+		fmt.Fprintf(w, "  no checkpoint was taken during the load (%.0f Puts/s)\n", l.BaselineOpsSec)
+		return
+	}
+	fmt.Fprintf(w, "  state machine paused %s per checkpoint on average; throughput from 200 ms before to 1 s after a create starts, 50 ms bins: %v\n",
+		fmtDuration(seconds(l.MeanPauseSec)), l.AroundOpsSec)
+	fmt.Fprintf(w, "  throughput away from checkpoints %.0f ops/s; during the create calls %.0f ops/s (loss %.1f%%); in the 500 ms after %.0f ops/s (loss %.1f%%); both together: loss %.1f%%\n",
+		l.BaselineOpsSec, l.DuringOpsSec, l.LossPct, l.AfterOpsSec, l.AfterLossPct, l.OverallLossPct)
+	lost := func(s float64) string {
+		if math.IsNaN(s) {
+			return "n/a" // no baseline: no time away from the creates
+		}
+		return fmtDuration(seconds(s))
+	}
+	fmt.Fprintf(w, "  Puts lost per create, in time at the baseline rate: %s during the call, %s with the 500 ms after\n",
+		lost(l.LostSec), lost(l.LostWithAfterSec))
+	fmt.Fprintf(w, "  each call on its own, median over the creates: loss %.1f%% during the call, %s of writes lost\n",
+		l.MedianLossPct, lost(l.MedianLostSec))
+	if l.Controls > 0 {
+		fmt.Fprintf(w, "  control: the same in %d windows as long as the calls, midway between creates (none running): median loss %.1f%%, %s of writes lost (the measure's noise floor)\n",
+			l.Controls, l.ControlMedianLossPct, lost(l.ControlMedianLostSec))
+		fmt.Fprintf(w, "  creates against their control windows, pooled: %.1f%% fewer Puts while the calls ran\n", l.PairedLossPct)
+	}
+	fmt.Fprintf(w, "  the whole run with a checkpoint every %s: loss %.1f%%\n", seconds(l.DurationSec/float64(max(1, l.Creates))).Round(time.Second), l.RunLossPct)
 }
