@@ -30,18 +30,23 @@ func TestKVThroughFollowers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	idx, err := cl.Put(ctx, []byte("k1"), []byte("v1"))
-	if err != nil || idx == 0 {
-		t.Fatalf("put via follower: idx=%d err=%v", idx, err)
+	var idx uint64
+	testcluster.Idempotent(t, "put via follower", func() (err error) {
+		idx, err = cl.Put(ctx, []byte("k1"), []byte("v1"))
+		return err
+	})
+	if idx == 0 {
+		t.Fatal("put via follower: index 0")
 	}
 	v, _, err := cl.Get(ctx, []byte("k1"))
 	if err != nil || string(v.Bytes) != "v1" {
 		t.Fatalf("get: %q %v", v.Bytes, err)
 	}
 	for i := 0; i < 25; i++ {
-		if _, err := cl.Put(ctx, []byte(fmt.Sprintf("s/%02d", i)), []byte("x")); err != nil {
-			t.Fatal(err)
-		}
+		testcluster.Idempotent(t, "put", func() error {
+			_, err := cl.Put(ctx, []byte(fmt.Sprintf("s/%02d", i)), []byte("x"))
+			return err
+		})
 	}
 	// Paginated scan.
 	var keys []string
@@ -256,9 +261,10 @@ func TestStatusAndLeaderFailover(t *testing.T) {
 		t.Fatalf("%d leaders: %v", leaders, st)
 	}
 	for i := 0; i < 20; i++ {
-		if _, err := cl.Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
-			t.Fatal(err)
-		}
+		testcluster.Idempotent(t, "put", func() error {
+			_, err := cl.Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v"))
+			return err
+		})
 	}
 	old := c.Leader()
 	c.StopMember(old)

@@ -52,9 +52,10 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 		for i := 0; i < n; i++ {
 			ops = append(ops, api.PutOp([]byte(fmt.Sprintf("%s/%05d", prefix, i)), val))
 		}
-		if _, err := cl.Batch(ctx, ops...); err != nil {
-			t.Fatal(err)
-		}
+		testcluster.Idempotent(t, "batch of puts", func() error {
+			_, err := cl.Batch(ctx, ops...)
+			return err
+		})
 	}
 	write("a", 500)
 	if _, err := p.Commit(ctx, []*pb.Op{api.AddOp([]byte("count"), 3)}, map[string]int64{"topic-0": 41, "topic-1": 7}); err != nil {
@@ -280,9 +281,10 @@ func TestForwardedCallRefusedByAnotherCluster(t *testing.T) {
 	a := testcluster.Start(t, 1, nil)
 	b := testcluster.Start(t, 1, nil)
 	ctx := context.Background()
-	if _, err := a.Client().Put(ctx, []byte("only-in-a"), []byte("x")); err != nil {
-		t.Fatal(err)
-	}
+	testcluster.Idempotent(t, "put", func() error {
+		_, err := a.Client().Put(ctx, []byte("only-in-a"), []byte("x"))
+		return err
+	})
 	get := func(m *testcluster.Member, md ...string) error {
 		cc, err := grpc.NewClient(m.Node.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cairn-db/cairn/api"
 	pb "github.com/cairn-db/cairn/api/cairnpb"
+	"github.com/cairn-db/cairn/internal/testcluster"
 )
 
 // maxFailover is how long the cluster may take, from SIGKILL of the
@@ -132,9 +133,10 @@ func TestKillLeaderProcess(t *testing.T) {
 
 	// Restart the killed node on its data; it must catch up.
 	latest := fmt.Sprintf("latest-%d", time.Now().UnixNano())
-	if _, err := cl.Put(ctx, []byte("latest"), []byte(latest)); err != nil {
-		t.Fatalf("put latest: %v", err)
-	}
+	testcluster.Idempotent(t, "put latest", func() error {
+		_, err := cl.Put(ctx, []byte("latest"), []byte(latest))
+		return err
+	})
 	c.start(leader, "--bootstrap", c.bootstrap)
 	lcc, rcc := nodeConn(t, newLeader), nodeConn(t, leader)
 	ls, err := localStatus(ctx, lcc)

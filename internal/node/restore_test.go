@@ -105,9 +105,10 @@ func TestExportRestoreNewCluster(t *testing.T) {
 	}
 
 	// Writes after the checkpoint are not in the savepoint.
-	if _, err := cl.Put(ctx, []byte("after"), []byte("x")); err != nil {
-		t.Fatal(err)
-	}
+	testcluster.Idempotent(t, "put after the checkpoint", func() error {
+		_, err := cl.Put(ctx, []byte("after"), []byte("x"))
+		return err
+	})
 
 	b := testcluster.Prepare(t, 3, steadyRaft)
 	for _, m := range b.Members {
@@ -128,10 +129,11 @@ func TestExportRestoreNewCluster(t *testing.T) {
 	bcl := b.Client()
 	// The new cluster writes above the restored index, and keeps terms
 	// at or above the checkpoint's.
-	idx, err := bcl.Put(ctx, []byte("new-cluster"), []byte("y"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var idx uint64
+	testcluster.Idempotent(t, "put on the new cluster", func() (err error) {
+		idx, err = bcl.Put(ctx, []byte("new-cluster"), []byte("y"))
+		return err
+	})
 	if idx <= exported.Index {
 		t.Fatalf("first write of the new cluster at index %d, restored state is at %d", idx, exported.Index)
 	}

@@ -5,6 +5,7 @@ package testcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -207,5 +208,25 @@ func WaitFor(t TB, what string, d time.Duration, cond func() bool) {
 			return
 		case <-tk.C:
 		}
+	}
+}
+
+// Idempotent runs write until it succeeds, repeating it while its outcome
+// is unknown (api.ErrUnknownOutcome: a leader lost its lease mid-commit,
+// which a disk stall on a loaded machine can cause at any time). Use it
+// only for writes that are safe to apply twice — a Put of a fixed value,
+// a Batch of such Puts — never for Add or CAS: a repeated unknown write
+// may have applied already. Any other error fails the test.
+func Idempotent(t TB, what string, write func() error) {
+	t.Helper()
+	const tries = 50
+	var err error
+	for range tries {
+		if err = write(); !errors.Is(err, api.ErrUnknownOutcome) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
