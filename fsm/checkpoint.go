@@ -10,13 +10,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/batchrepr"
 	"github.com/cockroachdb/pebble/v2/record"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/hashicorp/raft"
 )
 
 // ErrReplaced: the database a snapshot was taken from was replaced by a
@@ -47,9 +45,18 @@ type TakeCheckpoint = func(dir string) (index, term uint64, walPrefix map[string
 // gen. The WAL sync that Pebble's WithFlushedWAL performs first is also
 // what makes the state at the snapshot index durable in the live DB before
 // raft truncates the log behind it (raft compacts only after Persist).
-// When the checkpoint's WAL was large, flush is set: the snapshot's
-// Release then starts a memtable flush (flushingSnapshot).
-func (f *FSM) takeCheckpoint(gen uint64, flush *atomic.Bool) TakeCheckpoint {
+//
+// The memtable is not flushed for a checkpoint: its WAL, linked, holds
+// what the memtable does (up to MemTableSize), and Pebble flushes when the
+// memtable fills, as it would without checkpoints. Flushing after every
+// checkpoint whose WAL held more than 4 MiB (sessions 3–6) made each
+// frequent checkpoint cost an extra L0 table and the compactions it
+// triggers: at 100 MiB of state, 80–190 ms of a concurrent write load's
+// throughput per create counting the half second after it, against 20–70
+// ms without (docs/benchmarks-checkpoints.md, session 7). The snapshot
+// package hashes a growing linked WAL incrementally, so a longer WAL costs
+// a create only what was written since the previous one.
+func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
 	return func(dir string) (uint64, uint64, map[string]int64, error) {
 		f.mu.RLock()
 		defer f.mu.RUnlock()
@@ -75,57 +82,14 @@ func (f *FSM) takeCheckpoint(gen uint64, flush *atomic.Bool) TakeCheckpoint {
 			return 0, 0, nil, fmt.Errorf("fsm: pebble checkpoint: %w", err)
 		}
 		prefix := map[string]int64{}
-		walBytes := int64(0)
 		for name, end := range ends {
 			if linked[name] {
 				prefix[name] = end // the valid records: a torn tail is left out
 			}
-			walBytes += end
-		}
-		if walBytes >= flushAfterCheckpoint {
-			// Flush the memtable once the checkpoint is complete (see
-			// flushingSnapshot), in the background, rather than when it
-			// fills: the WAL then rotates, the next checkpoint's WAL
-			// holds only what was written since this one, and Pebble's
-			// replay after a restart is short; the data moves into a
-			// table that later checkpoints share. With checkpoints every
-			// 64 MiB of log (the default) this flushes about as often as
-			// the memtable would.
-			flush.Store(true)
 		}
 		return index, term, prefix, nil
 	}
 }
-
-// flushingSnapshot starts the memtable flush a checkpoint asked for
-// (takeCheckpoint) when raft releases the snapshot: after the checkpoint
-// is committed and the log compacted, so that the flush's CPU and writes
-// do not slow the checkpoint itself.
-type flushingSnapshot struct {
-	raft.FSMSnapshot
-	f     *FSM
-	gen   uint64
-	flush *atomic.Bool
-}
-
-func (s *flushingSnapshot) Release() {
-	s.FSMSnapshot.Release()
-	if !s.flush.Load() {
-		return
-	}
-	s.f.mu.RLock()
-	defer s.f.mu.RUnlock()
-	if s.f.db == nil || s.f.gen != s.gen {
-		return
-	}
-	if _, err := s.f.db.AsyncFlush(); err != nil {
-		s.f.log.Warn("fsm: flush after checkpoint", "err", err)
-	}
-}
-
-// flushAfterCheckpoint is the WAL size in a checkpoint above which the
-// memtable is flushed right after it (smaller ones are not worth an SST).
-const flushAfterCheckpoint = 4 << 20
 
 // CheckpointApplied returns the applied index and term recorded in the
 // Pebble checkpoint in dir without opening it (see checkpointState).

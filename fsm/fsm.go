@@ -353,12 +353,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	flush := new(atomic.Bool)
-	snap, err := f.cfg.Checkpointer.Snapshot(f.db, f.applied.Load(), f.term.Load(), f.takeCheckpoint(f.gen, flush))
-	if err != nil {
-		return nil, err
-	}
-	return &flushingSnapshot{FSMSnapshot: snap, f: f, gen: f.gen, flush: flush}, nil
+	return f.cfg.Checkpointer.Snapshot(f.db, f.applied.Load(), f.term.Load(), f.takeCheckpoint(f.gen))
 }
 
 // Restore implements raft.FSM: it builds the snapshot's DB beside the live

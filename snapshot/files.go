@@ -28,6 +28,8 @@ type fileStore struct {
 
 	mu    sync.Mutex
 	cache map[fileKey]string // identity -> checksum of immutable files
+
+	walSums walSums // how far linked live WALs were hashed (walsum.go)
 }
 
 // fileKey identifies file content without reading it. The content store
