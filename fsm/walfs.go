@@ -32,17 +32,25 @@ import (
 // TakeCheckpoint). No WAL bytes are written inside a checkpoint. For the
 // linked prefix to stay what it was, WAL files are never recycled:
 // ReuseForWrite creates a new file (Pebble's contract for it allows this).
+//
+// Pebble's copy opens the live WAL, then creates the copy: once the copy
+// turned out to be a link, the reader it opened just before only counts
+// (walReader.countOnly): the copy stream's bytes are discarded by the
+// link, so reading them — up to a memtable's worth, inside the create
+// call — would be wasted.
 type walFS struct {
 	vfs.FS
-	mu     sync.Mutex
-	dir    string                   // the open DB's directory: only its WALs are tracked
-	wal    map[string]*atomic.Int64 // path -> bytes written so far
-	linkTo string                   // a checkpoint directory whose WAL copies are links
-	prefix map[string]*atomic.Int64 // linked WAL in linkTo -> bytes captured (readers stop there)
+	mu      sync.Mutex
+	dir     string                   // the open DB's directory: only its WALs are tracked
+	wal     map[string]*atomic.Int64 // path -> bytes written so far
+	linkTo  string                   // a checkpoint directory whose WAL copies are links
+	prefix  map[string]*atomic.Int64 // linked WAL in linkTo -> bytes captured (readers stop there)
+	copying map[string]*walReader    // live WAL -> its reader last opened while armed
 }
 
 func newWALFS(fs vfs.FS) *walFS {
-	return &walFS{FS: fs, wal: map[string]*atomic.Int64{}, prefix: map[string]*atomic.Int64{}}
+	return &walFS{FS: fs, wal: map[string]*atomic.Int64{}, prefix: map[string]*atomic.Int64{},
+		copying: map[string]*walReader{}}
 }
 
 // linkInto arms dir: WALs that Pebble's checkpoint copies into it become
@@ -58,6 +66,7 @@ func (fs *walFS) linkInto(dir string) (done func() (linked map[string]bool)) {
 		defer fs.mu.Unlock()
 		if fs.linkTo == dir {
 			fs.linkTo = ""
+			clear(fs.copying)
 		}
 		linked := map[string]bool{}
 		for p := range fs.prefix {
@@ -141,6 +150,12 @@ func (fs *walFS) createLink(name string) (vfs.File, bool, error) {
 	n := new(atomic.Int64)
 	fs.mu.Lock()
 	fs.prefix[name] = n
+	// The copy's source, opened just before: what it reads would only be
+	// counted by the link, so it need not read at all.
+	if r := fs.copying[src]; r != nil {
+		r.countOnly.Store(true)
+		delete(fs.copying, src)
+	}
 	fs.mu.Unlock()
 	return &linkedWAL{File: f, n: n}, true, nil
 }
@@ -162,15 +177,20 @@ func (fs *walFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
 		return f, err
 	}
 	fs.mu.Lock()
-	n := fs.wal[name]
+	defer fs.mu.Unlock()
+	live := fs.wal[name]
+	n := live
 	if n == nil {
 		n = fs.prefix[name]
 	}
-	fs.mu.Unlock()
 	if n == nil {
 		return f, nil
 	}
-	return &walReader{File: f, n: n}, nil
+	r := &walReader{File: f, n: n}
+	if live != nil && fs.linkTo != "" {
+		fs.copying[name] = r // perhaps the source of a copy about to be linked
+	}
+	return r, nil
 }
 
 func (fs *walFS) Remove(name string) error {
@@ -230,11 +250,15 @@ func (w *walWriter) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // walReader reads a tracked WAL up to what has been written when each
-// read happens.
+// read happens. A countOnly reader is the source of a checkpoint's WAL
+// copy whose destination is a link (walFS.createLink): Read reports the
+// bytes it would have read, leaving p as it is, since the link discards
+// them.
 type walReader struct {
 	vfs.File
-	n   *atomic.Int64
-	off int64
+	n         *atomic.Int64
+	off       int64
+	countOnly atomic.Bool
 }
 
 func (r *walReader) Read(p []byte) (int, error) {
@@ -244,6 +268,10 @@ func (r *walReader) Read(p []byte) (int, error) {
 	}
 	if int64(len(p)) > limit-r.off {
 		p = p[:limit-r.off]
+	}
+	if r.countOnly.Load() {
+		r.off += int64(len(p))
+		return len(p), nil
 	}
 	n, err := r.File.ReadAt(p, r.off)
 	r.off += int64(n)
