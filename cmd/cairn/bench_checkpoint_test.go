@@ -148,6 +148,41 @@ func TestCkptLossControlWindows(t *testing.T) {
 	}
 }
 
+// The one-second view counts what a create costs after its call returns,
+// which the call windows miss, against a second midway to the next create.
+func TestCkptLossSecondWindows(t *testing.T) {
+	const bucket = 10 * time.Millisecond
+	dur := 40 * time.Second
+	var spans []ckptSpan
+	for i := range 10 {
+		from := time.Duration(2+4*i) * time.Second
+		spans = append(spans, ckptSpan{from, from + 100*time.Millisecond})
+	}
+	set := func(counts []int64, from, to time.Duration, v int64) {
+		for b := int(from / bucket); b < int(to/bucket); b++ {
+			counts[b] = v
+		}
+	}
+	after := steadyLoad(dur, bucket)
+	for _, s := range spans {
+		set(after, s.To, s.To+500*time.Millisecond, 5) // half the rate for 500 ms after each call
+	}
+	r := ckptLoss(after, bucket, spans, dur)
+	// The last create's midway second would end after the run.
+	if r.SecondPairs != 9 || math.Abs(r.SecondPairedLossPct-25) > 1e-6 || math.Abs(r.MedianLossPct) > 1e-6 {
+		t.Fatalf("dip after the calls: %d second pairs, %.2f%% lost in the seconds, %.2f%% in the calls; want 9, 25%%, 0%%",
+			r.SecondPairs, r.SecondPairedLossPct, r.MedianLossPct)
+	}
+	mid := steadyLoad(dur, bucket)
+	for i := range spans[:9] {
+		m := spans[i].From + (spans[i+1].From-spans[i].From)/2
+		set(mid, m, m+time.Second, 5)
+	}
+	if r := ckptLoss(mid, bucket, spans, dur); r.SecondPairs != 9 || math.Abs(r.SecondPairedLossPct+100) > 1e-6 {
+		t.Fatalf("dip in the midway seconds: %d pairs, %.2f%%; want 9, -100%%", r.SecondPairs, r.SecondPairedLossPct)
+	}
+}
+
 // A load with no create (interrupted before the first) prints no loss
 // figures: a median over no creates is not 0%.
 func TestPrintCkptBenchWithoutCreates(t *testing.T) {
