@@ -102,6 +102,19 @@ func (c *captureCheckpointer) materialize(t *testing.T, fs vfs.FS, dir string) i
 	return len(c.prefix[dir])
 }
 
+// openCheckpointDir opens the checkpoint in dir (materialized) as a
+// state machine, moving it to dir-open/db, where a data dir keeps its DB.
+func openCheckpointDir(t *testing.T, fs vfs.FS, dir string) *FSM {
+	t.Helper()
+	if err := fs.MkdirAll(dir+"-open", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Rename(dir, filepath.Join(dir+"-open", "db")); err != nil {
+		t.Fatal(err)
+	}
+	return openWith(t, fs, dir+"-open", nil)
+}
+
 func (c *captureCheckpointer) Restore(io.Reader, string) error { return errors.New("not used") }
 
 type nopSnapshot struct{}
@@ -191,13 +204,7 @@ func TestCheckpointDuringAppliesIsAPrefix(t *testing.T) {
 		if cp.materialize(t, fs, dir) == 0 {
 			t.Fatalf("checkpoint %d: no WAL was linked", n)
 		}
-		if err := fs.MkdirAll(dir+"-open", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := fs.Rename(dir, filepath.Join(dir+"-open", "db")); err != nil {
-			t.Fatal(err)
-		}
-		ck := openWith(t, fs, dir+"-open", nil)
+		ck := openCheckpointDir(t, fs, dir)
 		if ck.AppliedIndex() != idx {
 			t.Fatalf("checkpoint opens at %d, CheckpointApplied said %d", ck.AppliedIndex(), idx)
 		}
@@ -363,13 +370,7 @@ func TestCheckpointLinkedWALsSurviveRotation(t *testing.T) {
 		}
 		ref := openWith(t, vfs.NewMem(), "/ref", nil)
 		ref.ApplyBatch(logs[:idx])
-		if err := fs.MkdirAll(dir+"-open", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := fs.Rename(dir, filepath.Join(dir+"-open", "db")); err != nil {
-			t.Fatal(err)
-		}
-		ck := openWith(t, fs, dir+"-open", nil)
+		ck := openCheckpointDir(t, fs, dir)
 		if ck.AppliedIndex() != idx || !bytes.Equal(dump(t, ck), dump(t, ref)) {
 			t.Fatalf("checkpoint at %d is not the state after %d entries (opens at %d)", idx, idx, ck.AppliedIndex())
 		}
@@ -483,13 +484,7 @@ func TestCheckpointLeavesTheMemtable(t *testing.T) {
 	// Each prefix opens as exactly the state at its index.
 	for dir, want := range map[string]uint64{"/ck1": 100, "/ck2": 101} {
 		cp.materialize(t, fs, dir)
-		if err := fs.MkdirAll(dir+"-open", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := fs.Rename(dir, filepath.Join(dir+"-open", "db")); err != nil {
-			t.Fatal(err)
-		}
-		ck := openWith(t, fs, dir+"-open", nil)
+		ck := openCheckpointDir(t, fs, dir)
 		if ck.AppliedIndex() != want {
 			t.Fatalf("%s opens at %d, want %d", dir, ck.AppliedIndex(), want)
 		}
@@ -672,13 +667,7 @@ func TestCheckpointDoesNotReadTheLiveWAL(t *testing.T) {
 	defer ref.Close()
 	ref.ApplyBatch(logs)
 	cp.materialize(t, fs, "/ck")
-	if err := fs.MkdirAll("/ck-open", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := fs.Rename("/ck", "/ck-open/db"); err != nil {
-		t.Fatal(err)
-	}
-	ck := openWith(t, fs, "/ck-open", nil)
+	ck := openCheckpointDir(t, fs, "/ck")
 	defer ck.Close()
 	if ck.AppliedIndex() != 200 || !bytes.Equal(dump(t, ck), dump(t, ref)) {
 		t.Fatalf("the checkpoint opens at %d with other contents than the state after 200 entries", ck.AppliedIndex())

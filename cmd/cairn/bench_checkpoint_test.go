@@ -9,6 +9,23 @@ import (
 
 // steadyLoad is a synthetic write load of 10 Puts per bucket for dur
 // (1,000 Puts/s with the tests' 10 ms buckets).
+// everyFourSeconds is ten create calls of 100 ms, at 2 s, 6 s, ... 38 s.
+func everyFourSeconds() []ckptSpan {
+	var spans []ckptSpan
+	for i := range 10 {
+		from := time.Duration(2+4*i) * time.Second
+		spans = append(spans, ckptSpan{from, from + 100*time.Millisecond})
+	}
+	return spans
+}
+
+// setRate sets the Puts per bucket between from and to.
+func setRate(counts []int64, bucket, from, to time.Duration, v int64) {
+	for b := int(from / bucket); b < int(to/bucket); b++ {
+		counts[b] = v
+	}
+}
+
 func steadyLoad(dur, bucket time.Duration) []int64 {
 	counts := make([]int64, int(dur/bucket)+1)
 	for i := range counts {
@@ -110,15 +127,9 @@ func TestCkptLossMedianResistsOneStall(t *testing.T) {
 func TestCkptLossControlWindows(t *testing.T) {
 	const bucket = 10 * time.Millisecond
 	dur := 40 * time.Second
-	var spans []ckptSpan
-	for i := range 10 {
-		from := time.Duration(2+4*i) * time.Second
-		spans = append(spans, ckptSpan{from, from + 100*time.Millisecond})
-	}
+	spans := everyFourSeconds()
 	dip := func(counts []int64, from, to time.Duration) {
-		for b := int(from / bucket); b < int(to/bucket); b++ {
-			counts[b] = 4 // 60% below the baseline
-		}
+		setRate(counts, bucket, from, to, 4) // 60% below the baseline
 	}
 	during := steadyLoad(dur, bucket)
 	for _, s := range spans {
@@ -153,19 +164,10 @@ func TestCkptLossControlWindows(t *testing.T) {
 func TestCkptLossSecondWindows(t *testing.T) {
 	const bucket = 10 * time.Millisecond
 	dur := 40 * time.Second
-	var spans []ckptSpan
-	for i := range 10 {
-		from := time.Duration(2+4*i) * time.Second
-		spans = append(spans, ckptSpan{from, from + 100*time.Millisecond})
-	}
-	set := func(counts []int64, from, to time.Duration, v int64) {
-		for b := int(from / bucket); b < int(to/bucket); b++ {
-			counts[b] = v
-		}
-	}
+	spans := everyFourSeconds()
 	after := steadyLoad(dur, bucket)
 	for _, s := range spans {
-		set(after, s.To, s.To+500*time.Millisecond, 5) // half the rate for 500 ms after each call
+		setRate(after, bucket, s.To, s.To+500*time.Millisecond, 5) // half the rate for 500 ms after each call
 	}
 	r := ckptLoss(after, bucket, spans, dur)
 	// The last create's midway second would end after the run.
@@ -176,7 +178,7 @@ func TestCkptLossSecondWindows(t *testing.T) {
 	mid := steadyLoad(dur, bucket)
 	for i := range spans[:9] {
 		m := spans[i].From + (spans[i+1].From-spans[i].From)/2
-		set(mid, m, m+time.Second, 5)
+		setRate(mid, bucket, m, m+time.Second, 5)
 	}
 	if r := ckptLoss(mid, bucket, spans, dur); r.SecondPairs != 9 || math.Abs(r.SecondPairedLossPct+100) > 1e-6 {
 		t.Fatalf("dip in the midway seconds: %d pairs, %.2f%%; want 9, -100%%", r.SecondPairs, r.SecondPairedLossPct)
