@@ -310,3 +310,45 @@ func TestProducerHeldCommitIsResolvedOnce(t *testing.T) {
 		t.Fatalf("resolve with nothing held: %v %v", r, err)
 	}
 }
+
+// A scan's page ends at Limits.MaxScanBytes as well as at a key count:
+// 40 values of 200 KiB (8 MB) in one page of the default 10,000 keys
+// would exceed gRPC's 4 MiB receive limit (ResourceExhausted, as
+// `cairn scan --limit 0` showed on a store of 1 KiB values).
+func TestScanPagesStayUnderTheMessageLimit(t *testing.T) {
+	c := testcluster.Start(t, 1, nil)
+	cl := c.Client()
+	ctx := context.Background()
+	val := bytes.Repeat([]byte{'v'}, 200<<10)
+	for i := 0; i < 40; i++ {
+		testcluster.Idempotent(t, "put", func() error {
+			_, err := cl.Put(ctx, []byte(fmt.Sprintf("big/%02d", i)), val)
+			return err
+		})
+	}
+	var keys []string
+	pages := 0
+	var next []byte
+	for {
+		kvs, n, err := cl.Scan(ctx, api.ScanOptions{Prefix: []byte("big/"), Start: next})
+		if err != nil {
+			t.Fatalf("scan page %d: %v", pages, err)
+		}
+		pages++
+		size := 0
+		for _, kv := range kvs {
+			keys = append(keys, string(kv.Key))
+			size += len(kv.Key) + len(kv.Value.Bytes)
+		}
+		if limit := api.DefaultLimits().MaxScanBytes; size > limit+len(val)+16 {
+			t.Fatalf("page %d holds %d bytes, limit %d", pages, size, limit)
+		}
+		if n == nil {
+			break
+		}
+		next = n
+	}
+	if len(keys) != 40 || keys[0] != "big/00" || keys[39] != "big/39" || pages < 4 {
+		t.Fatalf("%d keys in %d pages (%v ... ): want 40 in order, in at least 4 pages", len(keys), pages, keys[:min(3, len(keys))])
+	}
+}

@@ -102,7 +102,7 @@ func (s *Server) Scan(ctx context.Context, req *pb.ScanRequest) (*pb.ScanRespons
 		}
 		return nil, toStatus(err)
 	}
-	sr := fsm.ScanRequest{Prefix: req.GetPrefix(), Start: req.GetStart(), Limit: limit}
+	sr := fsm.ScanRequest{Prefix: req.GetPrefix(), Start: req.GetStart(), Limit: limit, MaxBytes: s.cfg.Limits.MaxScanBytes}
 	if len(req.GetEnd()) > 0 {
 		sr.End = req.GetEnd()
 	}

@@ -17,17 +17,21 @@ type Limits struct {
 	MaxBatchOps     int // default 10,000
 	MaxRequestBytes int // default 3 MiB (gRPC's receive limit is 4 MiB)
 	MaxScanLimit    int // default 10,000; also the page size when none is asked
-	MaxOffsets      int // default 1,024 sources per commit
+	// MaxScanBytes ends a scan page once its keys and values add up to
+	// this (default 2 MiB; a page always holds at least one key): 10,000
+	// values of 1 KiB would exceed gRPC's default 4 MiB receive limit.
+	MaxScanBytes int
+	MaxOffsets   int // default 1,024 sources per commit
 }
 
 // DefaultLimits returns the defaults.
 func DefaultLimits() Limits {
-	return Limits{MaxKeyBytes: 4 << 10, MaxValueBytes: 1 << 20, MaxBatchOps: 10000, MaxRequestBytes: 3 << 20, MaxScanLimit: 10000, MaxOffsets: 1024}
+	return Limits{MaxKeyBytes: 4 << 10, MaxValueBytes: 1 << 20, MaxBatchOps: 10000, MaxRequestBytes: 3 << 20, MaxScanLimit: 10000, MaxScanBytes: 2 << 20, MaxOffsets: 1024}
 }
 
 // Validate reports unusable limits.
 func (l Limits) Validate() error {
-	if l.MaxKeyBytes < 1 || l.MaxValueBytes < 1 || l.MaxBatchOps < 1 || l.MaxRequestBytes < 1 || l.MaxScanLimit < 1 || l.MaxOffsets < 1 {
+	if l.MaxKeyBytes < 1 || l.MaxValueBytes < 1 || l.MaxBatchOps < 1 || l.MaxRequestBytes < 1 || l.MaxScanLimit < 1 || l.MaxScanBytes < 1 || l.MaxOffsets < 1 {
 		return fmt.Errorf("api: every limit must be >= 1: %+v", l)
 	}
 	return nil

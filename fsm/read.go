@@ -45,6 +45,9 @@ type ScanRequest struct {
 	Start  []byte
 	End    []byte
 	Limit  int
+	// MaxBytes, if > 0, ends the page once the keys and values returned
+	// add up to it; a page holds at least one key.
+	MaxBytes int
 }
 
 // Scan returns keys in order from one consistent Pebble snapshot. Next is
@@ -74,11 +77,13 @@ func (f *FSM) Scan(req ScanRequest) (kvs []KV, next []byte, idx uint64, err erro
 		return nil, nil, idx, err
 	}
 	defer it.Close()
+	size := 0
 	for valid := it.First(); valid; valid = it.Next() {
 		k := append([]byte(nil), it.Key()[1:]...)
-		if req.Limit > 0 && len(kvs) == req.Limit {
+		if req.Limit > 0 && len(kvs) == req.Limit || req.MaxBytes > 0 && size >= req.MaxBytes {
 			return kvs, k, idx, nil
 		}
+		size += len(k) + len(it.Value())
 		v, err := decodeValue(it.Value())
 		if err != nil {
 			return nil, nil, idx, fmt.Errorf("key %q: %w", k, err)
