@@ -112,9 +112,8 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 		path := filepath.Join(p.dir, e.Name())
 		var sum string
 		var size int64
-		var hashed, linked bool
+		var hashed bool // read whole to checksum it
 		if n, ok := prefix[e.Name()]; ok {
-			linked = true
 			// A linked live WAL: its first n bytes, never modified here;
 			// hashed from where the previous checkpoint's prefix ended.
 			var read int64
@@ -137,7 +136,7 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 			st.WALTrimmedBytes += trimmed
 			hashed = sum != ""
 		}
-		if !hashed && !linked {
+		if sum == "" {
 			sum, size, hashed, err = s.files.checksum(path, immutable(e.Name()))
 			if err != nil {
 				return st, err

@@ -53,11 +53,12 @@ func (s *fileStore) prefixSum(path string, size int64) (sum string, n, read int6
 	}
 	key, ok := identity(fi)
 	var h xxh3.Hasher
+	h.Reset()
 	from := int64(0)
-	if prev, hit := s.walSums.resume(s, key, ok, size); hit {
-		h, from = prev.h, prev.n
-	} else {
-		h.Reset()
+	if ok {
+		if prev, hit := s.walSums.resume(s, key, size); hit {
+			h, from = prev.h, prev.n
+		}
 	}
 	read, err = io.CopyBuffer(&h, io.NewSectionReader(f, from, size-from), make([]byte, 256<<10))
 	if err != nil {
@@ -73,21 +74,18 @@ func (s *fileStore) prefixSum(path string, size int64) (sum string, n, read int6
 
 // resume returns the newest entry for the inode of key that covers at
 // most size bytes and whose prefix the store still holds on that inode.
-func (w *walSums) resume(s *fileStore, key fileKey, ok bool, size int64) (walSum, bool) {
-	if !ok {
-		return walSum{}, false
-	}
+func (w *walSums) resume(s *fileStore, key fileKey, size int64) (walSum, bool) {
 	w.mu.Lock()
-	var cand *walSum
-	for i := range w.entries {
-		if e := &w.entries[i]; e.dev == key.dev && e.ino == key.ino && e.n <= size {
-			c := *e
-			cand = &c
+	var cand walSum
+	found := false
+	for _, e := range w.entries {
+		if e.dev == key.dev && e.ino == key.ino && e.n <= size {
+			cand, found = e, true
 			break
 		}
 	}
 	w.mu.Unlock()
-	if cand == nil {
+	if !found {
 		return walSum{}, false
 	}
 	fi, err := os.Stat(s.path(cand.sum))
@@ -97,7 +95,7 @@ func (w *walSums) resume(s *fileStore, key fileKey, ok bool, size int64) (walSum
 	if k, ok := identity(fi); !ok || k.dev != key.dev || k.ino != key.ino {
 		return walSum{}, false
 	}
-	return *cand, true
+	return cand, true
 }
 
 func (w *walSums) put(e walSum) {

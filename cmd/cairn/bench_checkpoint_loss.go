@@ -91,6 +91,14 @@ func ckptLoss(counts []int64, bucket time.Duration, spans []ckptSpan, dur time.D
 	return r
 }
 
+// ckptNext is when the create after spans[i] starts, or end for the last.
+func ckptNext(spans []ckptSpan, i int, end time.Duration) time.Duration {
+	if i+1 < len(spans) {
+		return spans[i+1].From
+	}
+	return end
+}
+
 // ckptSecondPairs pairs the second from each create's start with the
 // second starting midway between that start and the next create's (the
 // run's end for the last), kept when it ends before the next create and
@@ -101,10 +109,7 @@ func ckptSecondPairs(spans []ckptSpan, dur, warm time.Duration, opsIn func(from,
 	var n int
 	var createOps, controlOps float64
 	for i, s := range spans {
-		next := end
-		if i+1 < len(spans) {
-			next = spans[i+1].From
-		}
+		next := ckptNext(spans, i, end)
 		from := s.From + (next-s.From)/2
 		to := from + time.Second
 		if s.From < warm || from < s.From+time.Second || to > next || to > end {
@@ -132,10 +137,7 @@ func ckptControls(spans []ckptSpan, dur, warm time.Duration, loss func(from, to 
 	var pct, sec []float64
 	var createOps, controlOps float64
 	for i, s := range spans {
-		next := end
-		if i+1 < len(spans) {
-			next = spans[i+1].From
-		}
+		next := ckptNext(spans, i, end)
 		l := s.To - s.From
 		from := s.To + (next-s.To)/2 - l/2
 		to := from + l
