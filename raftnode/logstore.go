@@ -51,7 +51,11 @@ func openLogStore(cfg Config, hl hclog.Logger) (logStore, error) {
 		if exists(walPath) {
 			return nil, fmt.Errorf("%s holds this node's raft log (wal store); start with the wal log store", walPath)
 		}
-		return raftboltdb.New(raftboltdb.Options{Path: boltPath, NoSync: cfg.LogNoSync})
+		s, err := raftboltdb.New(raftboltdb.Options{Path: boltPath, NoSync: cfg.LogNoSync})
+		if err != nil {
+			return nil, err
+		}
+		return newLazyHead(s), nil
 	}
 	return nil, errors.New("unknown log store " + cfg.LogStore)
 }
