@@ -33,6 +33,7 @@ type ckptBenchConfig struct {
 	Loaders       int
 	WarmCreates   int
 	WriteClients  int
+	WriteRate     float64 // Puts/s of the whole write load, paced; 0: as fast as the clients go
 	WriteDuration time.Duration
 	CreateEvery   time.Duration
 	Churn         float64
@@ -61,6 +62,7 @@ type ckptSizeResult struct {
 type ckptLoadResult struct {
 	CreateOn         string    `json:"create_on"` // the node the checkpoints were taken on, and its role
 	Clients          int       `json:"clients"`
+	RatePerSec       float64   `json:"rate_per_s,omitempty"` // the paced load's target (0: closed loop)
 	DurationSec      float64   `json:"duration_s"`
 	Creates          int       `json:"creates"`
 	CreateLatencySec []float64 `json:"create_s"`
@@ -228,6 +230,7 @@ The data directory is temporary unless --dir is given.`,
 	f.IntVar(&cfg.Loaders, "loaders", cfg.Loaders, "concurrent load batches")
 	f.IntVar(&cfg.WarmCreates, "warm-creates", cfg.WarmCreates, "steady-state checkpoints per size")
 	f.IntVar(&cfg.WriteClients, "write-clients", cfg.WriteClients, "goroutines of the concurrent write load")
+	f.Float64Var(&cfg.WriteRate, "write-rate", 0, "Puts per second of the write load, paced like YCSB's -target: each client follows a schedule and catches up when behind (0: as fast as the clients go)")
 	f.DurationVar(&cfg.WriteDuration, "write-duration", cfg.WriteDuration, "length of the write load with periodic checkpoints (0 skips it)")
 	f.DurationVar(&cfg.CreateEvery, "create-every", cfg.CreateEvery, "checkpoint interval during the write load")
 	f.Float64Var(&cfg.Churn, "churn", cfg.Churn, "fraction of keys overwritten while a follower is down")
@@ -246,6 +249,9 @@ The data directory is temporary unless --dir is given.`,
 func ckptKey(i int64) []byte { return fmt.Appendf(nil, "bench/ckpt/%012d", i) }
 
 func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckptBenchResult, error) {
+	if cfg.WriteRate < 0 || math.IsNaN(cfg.WriteRate) || math.IsInf(cfg.WriteRate, 0) {
+		return nil, fmt.Errorf("bench checkpoint: --write-rate %v: want Puts per second, 0 or more", cfg.WriteRate)
+	}
 	dir, removeDir, err := benchDataDir(cfg.Dir, "cairn-bench-checkpoint-", cfg.Keep)
 	if err != nil {
 		return nil, err
@@ -341,7 +347,11 @@ func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckp
 	}
 
 	if cfg.WriteDuration > 0 {
-		fmt.Fprintf(log, "write load: %d clients for %s, a checkpoint every %s...\n", cfg.WriteClients, cfg.WriteDuration, cfg.CreateEvery)
+		pace := "as fast as they go"
+		if cfg.WriteRate > 0 {
+			pace = fmt.Sprintf("paced at %.0f Puts/s", cfg.WriteRate)
+		}
+		fmt.Fprintf(log, "write load: %d clients (%s) for %s, a checkpoint every %s...\n", cfg.WriteClients, pace, cfg.WriteDuration, cfg.CreateEvery)
 		leader, err := benchLeader(ctx, c, nodes)
 		if err != nil {
 			return res, err
@@ -426,7 +436,26 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(g), 7))
 			v := randomValue(rng, cfg.ValueSize)
+			// A paced client's k-th Put is due at its offset plus k
+			// periods; one that fell behind sends at once until it is on
+			// schedule again (no Put is skipped).
+			var period time.Duration
+			due := start
+			if cfg.WriteRate > 0 {
+				period = time.Duration(float64(cfg.WriteClients) / cfg.WriteRate * float64(time.Second))
+				due = start.Add(period * time.Duration(g) / time.Duration(cfg.WriteClients))
+			}
 			for lctx.Err() == nil {
+				if period > 0 {
+					if d := time.Until(due); d > 0 {
+						select {
+						case <-lctx.Done():
+							return
+						case <-time.After(d):
+						}
+					}
+					due = due.Add(period)
+				}
 				_, err := c.Put(lctx, ckptKey(rng.Int64N(keys)), v)
 				if err != nil {
 					// A call cut off by the end of the load is not an error
@@ -474,7 +503,7 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 		n[i] = counts[i].Load()
 	}
 	r := ckptLoss(n, bucket, spans, cfg.WriteDuration)
-	r.Clients, r.CreateLatencySec = cfg.WriteClients, lats
+	r.Clients, r.RatePerSec, r.CreateLatencySec = cfg.WriteClients, cfg.WriteRate, lats
 	if cfg.Trace != "" {
 		t := ckptTrace{BucketSec: bucket.Seconds(), Counts: n}
 		for _, sp := range spans {
@@ -686,7 +715,11 @@ func printCkptLoad(w io.Writer, l *ckptLoadResult) {
 	for i, x := range l.CreateLatencySec {
 		parts[i] = fmtDuration(seconds(x))
 	}
-	fmt.Fprintf(w, "write load (%d clients, %.0fs, %d checkpoints on %s: %s)\n", l.Clients, l.DurationSec, l.Creates, l.CreateOn, strings.Join(parts, " "))
+	pace := ""
+	if l.RatePerSec > 0 {
+		pace = fmt.Sprintf(" paced at %.0f Puts/s", l.RatePerSec)
+	}
+	fmt.Fprintf(w, "write load (%d clients%s, %.0fs, %d checkpoints on %s: %s)\n", l.Clients, pace, l.DurationSec, l.Creates, l.CreateOn, strings.Join(parts, " "))
 	if l.Creates == 0 {
 		// e.g. interrupted before the first create: nothing to compare
 		fmt.Fprintf(w, "  no checkpoint was taken during the load (%.0f Puts/s)\n", l.BaselineOpsSec)

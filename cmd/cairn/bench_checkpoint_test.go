@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-db/cairn/api"
+	"github.com/cairn-db/cairn/internal/testcluster"
 )
 
 // steadyLoad is a synthetic write load of 10 Puts per bucket for dur
@@ -193,5 +200,40 @@ func TestPrintCkptBenchWithoutCreates(t *testing.T) {
 	out := b.String()
 	if !strings.Contains(out, "no checkpoint was taken during the load (39 Puts/s)") || strings.Contains(out, "loss") {
 		t.Fatalf("output:\n%s", out)
+	}
+}
+
+// A paced write load sends no more Puts than its schedule allows (a
+// closed loop against an in-process node sends thousands a second), and
+// about as many as it asks for.
+func TestCkptWriteLoadPaced(t *testing.T) {
+	c := testcluster.Start(t, 1, nil)
+	defer c.Stop()
+	c.Leader()
+	cfg := ckptBenchConfig{WriteClients: 4, WriteRate: 200, WriteDuration: 2 * time.Second,
+		CreateEvery: time.Hour, ValueSize: 16, Trace: filepath.Join(t.TempDir(), "trace.json")}
+	create := func() (*api.CreatedCheckpoint, time.Duration, error) { return nil, 0, nil }
+	if _, err := ckptWriteLoad(context.Background(), c.Client(), cfg, 100, create); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(cfg.Trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr ckptTrace
+	if err := json.Unmarshal(b, &tr); err != nil {
+		t.Fatal(err)
+	}
+	var puts int64
+	for _, n := range tr.Counts {
+		puts += n
+	}
+	// Each client's Puts are due at most every 4/200 s from its offset:
+	// at most 100 + 1 in 2 s.
+	if limit := int64(4 * 101); puts > limit {
+		t.Fatalf("%d Puts in 2 s at 200/s (at most %d scheduled)", puts, limit)
+	}
+	if puts < 200 {
+		t.Fatalf("%d Puts in 2 s at 200/s: the pacing starves the load", puts)
 	}
 }
