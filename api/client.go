@@ -196,9 +196,12 @@ func notSent(err error) bool {
 }
 
 // transient reports failures worth retrying when the call is safe to repeat.
+// ResourceExhausted is not one: in cairn it only comes from gRPC's message
+// size limits (a request or response over them), which the same call
+// would hit again — retrying it spent the whole retry budget before failing.
 func transient(err error) bool {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
 		return true
 	}
 	return false
