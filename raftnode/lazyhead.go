@@ -63,7 +63,7 @@ func (l *lazyHead) FirstIndex() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, hi, ok := l.pending(); ok && first <= hi {
+	if _, hi, ok := l.pending(); ok && first != 0 && first <= hi {
 		return hi + 1, nil
 	}
 	return first, nil
