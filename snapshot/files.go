@@ -29,7 +29,8 @@ type fileStore struct {
 	mu    sync.Mutex
 	cache map[fileKey]string // identity -> checksum of immutable files
 
-	walSums walSums // how far linked live WALs were hashed (walsum.go)
+	walSums     walSums       // how far linked live WALs were hashed (walsum.go)
+	extendEvery time.Duration // walSums' background extension; 0 off (tests that count reads)
 }
 
 // fileKey identifies file content without reading it. The content store
@@ -44,7 +45,7 @@ const partialSuffix = ".partial"
 
 func newFileStore(root string) (*fileStore, error) {
 	s := &fileStore{dir: filepath.Join(root, "files"), quarantine: filepath.Join(root, "quarantine"),
-		trash: filepath.Join(root, "trash"), cache: map[fileKey]string{}}
+		trash: filepath.Join(root, "trash"), cache: map[fileKey]string{}, extendEvery: walExtendEvery}
 	for _, d := range []string{s.dir, s.quarantine, s.trash} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err

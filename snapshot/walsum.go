@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/zeebo/xxh3"
 )
@@ -16,15 +17,31 @@ import (
 // checksum's cost inside `checkpoint create` what was written since the
 // last checkpoint, not the WAL's length.
 //
-// An entry is used only while the content store holds the prefix it
-// describes as a hard link to the same inode (files/<sum>, linked by the
-// checkpoint that hashed it): the inode cannot have been reused, and the
-// store's content for sum is that inode's first n bytes, which a WAL
-// never rewrites. Otherwise the prefix is hashed from the start.
+// An entry is used only while the content store holds a prefix of the
+// same inode as a hard link (files/<anchor>, linked by the checkpoint that
+// hashed it): the inode cannot have been reused, and its first n bytes are
+// what was hashed, since a WAL is only appended to (Pebble writes it
+// sequentially, preallocates without changing its size, and fsm's walFS
+// never recycles one). Otherwise the prefix is hashed from the start.
+//
+// Between checkpoints a goroutine carries the newest entry forward every
+// walExtendEvery to what the WAL holds by then (extend), so that a
+// checkpoint hashes only the last fraction of a second of WAL inside
+// `checkpoint create` instead of everything written since the previous
+// one. It stops after walExtendIdle rounds without new WAL bytes; the next
+// checkpoint starts it again.
 type walSums struct {
-	mu      sync.Mutex
-	entries []walSum // most recent first, at most maxWALSums
+	mu        sync.Mutex
+	entries   []walSum // most recent first, at most maxWALSums, at most two per inode
+	extending bool     // the goroutine runs
 }
+
+// How the newest linked WAL's hash is carried forward between checkpoints.
+const (
+	walExtendEvery = 200 * time.Millisecond
+	walExtendIdle  = 10       // rounds without walExtendMin new bytes before the goroutine stops
+	walExtendMin   = 64 << 10 // fewer new bytes are left to the next round
+)
 
 // maxWALSums bounds the cache. A checkpoint holds every WAL whose
 // memtable is not flushed yet: Pebble's first memtables are small (they
@@ -36,6 +53,7 @@ type walSum struct {
 	dev, ino uint64
 	n        int64       // bytes hashed
 	sum      string      // checksum of the first n bytes
+	anchor   string      // files/<anchor> is a link to this inode (see walSums)
 	h        xxh3.Hasher // the hash state after them
 }
 
@@ -67,7 +85,9 @@ func (s *fileStore) prefixSum(path string, size int64) (sum string, n, read int6
 	n = from + read
 	sum = checksumHex(h.Sum128())
 	if ok && n == size {
-		s.walSums.put(walSum{dev: key.dev, ino: key.ino, n: n, sum: sum, h: h})
+		// The checkpoint being persisted links files/<sum> to this inode.
+		s.walSums.put(walSum{dev: key.dev, ino: key.ino, n: n, sum: sum, anchor: sum, h: h})
+		s.startExtending()
 	}
 	return sum, n, read, nil
 }
@@ -88,7 +108,7 @@ func (w *walSums) resume(s *fileStore, key fileKey, size int64) (walSum, bool) {
 	if !found {
 		return walSum{}, false
 	}
-	fi, err := os.Stat(s.path(cand.sum))
+	fi, err := os.Stat(s.path(cand.anchor))
 	if err != nil || fi.Size() < cand.n {
 		return walSum{}, false
 	}
@@ -98,14 +118,87 @@ func (w *walSums) resume(s *fileStore, key fileKey, size int64) (walSum, bool) {
 	return cand, true
 }
 
+// put adds e as the most recent entry. Of the entries for its inode the
+// previous one is kept too: a checkpoint whose prefix ends before an
+// extension's end (a write in progress when the extension read the size)
+// resumes from the one before.
 func (w *walSums) put(e walSum) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := []walSum{e}
+	same := 1
 	for _, o := range w.entries {
-		if (o.dev != e.dev || o.ino != e.ino) && len(out) < maxWALSums {
-			out = append(out, o)
+		if len(out) == maxWALSums {
+			break
 		}
+		if o.dev == e.dev && o.ino == e.ino {
+			if same == 2 || o.n == e.n {
+				continue
+			}
+			same++
+		}
+		out = append(out, o)
 	}
 	w.entries = out
+}
+
+// extend carries the most recent entry forward to the current length of
+// its WAL, read through the store's link to the same inode; it reports
+// whether it did (false: nothing to extend, fewer than walExtendMin new
+// bytes, or the store no longer links the inode).
+func (s *fileStore) extend() (bool, error) {
+	w := &s.walSums
+	w.mu.Lock()
+	if len(w.entries) == 0 {
+		w.mu.Unlock()
+		return false, nil
+	}
+	e := w.entries[0]
+	w.mu.Unlock()
+	f, err := os.Open(s.path(e.anchor))
+	if err != nil {
+		return false, nil // collected since
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if k, ok := identity(fi); !ok || k.dev != e.dev || k.ino != e.ino || fi.Size()-e.n < walExtendMin {
+		return false, nil
+	}
+	h := e.h
+	read, err := io.CopyBuffer(&h, io.NewSectionReader(f, e.n, fi.Size()-e.n), make([]byte, 256<<10))
+	if err != nil {
+		return false, err
+	}
+	w.put(walSum{dev: e.dev, ino: e.ino, n: e.n + read, sum: checksumHex(h.Sum128()), anchor: e.anchor, h: h})
+	return true, nil
+}
+
+// startExtending runs extend every walExtendEvery until walExtendIdle
+// rounds in a row found nothing to do. Errors only leave the work to the
+// next checkpoint, which hashes what is left itself.
+func (s *fileStore) startExtending() {
+	w := &s.walSums
+	w.mu.Lock()
+	if w.extending || s.extendEvery <= 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.extending = true
+	w.mu.Unlock()
+	go func() {
+		for idle := 0; idle < walExtendIdle; {
+			time.Sleep(s.extendEvery)
+			if ok, err := s.extend(); ok && err == nil {
+				idle = 0
+			} else {
+				idle++
+			}
+		}
+		w.mu.Lock()
+		w.extending = false
+		w.mu.Unlock()
+	}()
 }
