@@ -14,9 +14,23 @@ import (
 // membership removes a node through the Cluster API while writes go on,
 // stops it and wipes its data; Heal starts it empty with --join so that it
 // is added back as a voter and catches up from the leader.
+//
+// A removal whose outcome is unknown (the call timed out and the node is
+// still listed) is not a failure to forget: raft may still append it —
+// raftnode lets a configuration change wait up to 30 s to be enqueued —
+// and commit it later, leaving a running node outside the configuration
+// that never becomes ready (jepsen kill run, seed 1795388799). Heal then
+// waits until the removal is settled (removalSettled) and, if it happened,
+// wipes and rejoins the node like a removal that succeeded.
 type membership struct {
 	victim *cluster.Node
+	unsure *cluster.Node // removal with an unknown outcome
+	since  time.Time     // when that removal was asked for
 }
+
+// removeWindow: after it, a removal asked for at the start can no longer
+// be appended to the log (raftnode.RemoveNode's enqueue timeout is 30 s).
+const removeWindow = 31 * time.Second
 
 func (*membership) Name() string { return "membership" }
 
@@ -33,13 +47,15 @@ func (m *membership) Inject(ctx context.Context, env *Env, rng *rand.Rand) (stri
 		return "", errors.New("not every node is running")
 	}
 	v := r[rng.IntN(len(r))]
+	since := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	err := env.Admin.RemoveNode(cctx, v.ID)
 	cancel()
 	if err != nil {
 		// The outcome may be unknown: look at the configuration.
 		if members, merr := env.Cluster.Members(ctx, other(env, v)); merr != nil || members[v.ID] {
-			return "", fmt.Errorf("remove %s: %w", v.ID, err)
+			m.unsure, m.since = v, since
+			return "", fmt.Errorf("remove %s (outcome unknown; settled when healed): %w", v.ID, err)
 		}
 	}
 	m.victim = v
@@ -53,12 +69,71 @@ func (m *membership) Inject(ctx context.Context, env *Env, rng *rand.Rand) (stri
 }
 
 func (m *membership) Heal(ctx context.Context, env *Env) error {
+	if u := m.unsure; u != nil {
+		m.unsure = nil
+		removed, err := waitRemovalSettled(ctx, env, u, m.since.Add(removeWindow))
+		if err != nil {
+			return fmt.Errorf("removal of %s with an unknown outcome: %w", u.ID, err)
+		}
+		if !removed {
+			return nil
+		}
+		if err := env.Cluster.Stop(u, 5*time.Second); err != nil {
+			return err
+		}
+		if err := env.Cluster.Wipe(u); err != nil {
+			return err
+		}
+		m.victim = u
+	}
 	v := m.victim
 	if v == nil {
 		return nil
 	}
 	m.victim = nil
 	return Rejoin(ctx, env, v)
+}
+
+// removalSettled decides a removal of id whose outcome was unknown, from
+// the configuration of a leader that is ready (it committed an entry of
+// its own term, so no entry of an earlier term it lacks can commit any
+// more). If that configuration lacks id, the removal is in the log and
+// commits once a quorum of the new configuration is up. If it holds id,
+// the removal is not there — but it is settled only once no request can
+// be appended any more (after the deadline).
+func removalSettled(leaderReady bool, members map[string]bool, id string, now, deadline time.Time) (settled, removed bool) {
+	if !leaderReady || members == nil {
+		return false, false
+	}
+	if !members[id] {
+		return true, true
+	}
+	return !now.Before(deadline), false
+}
+
+// waitRemovalSettled polls the leader until removalSettled decides.
+func waitRemovalSettled(ctx context.Context, env *Env, v *cluster.Node, deadline time.Time) (removed bool, err error) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var members map[string]bool
+		ready := false
+		if l, _, lerr := env.Cluster.Leader(ctx); lerr == nil {
+			if ready, _ = env.Cluster.Ready(ctx, l); ready {
+				if members, err = env.Cluster.Members(ctx, l); err != nil {
+					members = nil
+				}
+			}
+		}
+		if settled, removed := removalSettled(ready, members, v.ID, time.Now(), deadline); settled {
+			return removed, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Rejoin starts a wiped node empty with --join through a running member
