@@ -14,83 +14,32 @@ import (
 // store no longer holds that prefix there, or the prefix asked for is
 // shorter, it must read from the start.
 func TestPrefixSumResumesOnlyOnTheStoredInode(t *testing.T) {
-	root := t.TempDir()
-	s, err := newFileStore(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.extendEvery = 0 // this test counts the bytes read
-	live := filepath.Join(root, "000007.log")
-	w, err := os.Create(live)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	rng := rand.New(rand.NewSource(7))
+	f := newWALFixture(t, "000007.log", 7)
+	s := f.s
 	const step = 100 << 10
-	size := int64(0)
-	// checkpoint links the live WAL into a new checkpoint directory and
-	// checks prefixSum of its first size bytes against a whole read.
-	checkpoint := func(i int, size int64, wantRead int64) File {
-		t.Helper()
-		dir := filepath.Join(root, fmt.Sprintf("ck%d", i))
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		link := filepath.Join(dir, "000007.log")
-		if err := os.Link(live, link); err != nil {
-			t.Fatal(err)
-		}
-		sum, n, read, err := s.prefixSum(link, size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, wn, err := hashPrefix(live, size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sum != want || n != wn || n != size {
-			t.Fatalf("checkpoint %d: prefixSum = %s, %d; a whole read gives %s, %d (want %d bytes)", i, sum, n, want, wn, size)
-		}
-		if read != wantRead {
-			t.Fatalf("checkpoint %d: read %d bytes, want %d", i, read, wantRead)
-		}
-		return File{Name: "000007.log", Size: n, Checksum: sum}
-	}
-	appendBytes := func(n int) {
-		t.Helper()
-		b := make([]byte, n)
-		rng.Read(b)
-		if _, err := w.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		size += int64(n)
-	}
 	var last File
 	for i := 0; i < 4; i++ {
-		appendBytes(step)
+		f.appendBytes(step)
 		wantRead := int64(step)
 		if i == 0 {
-			wantRead = size
+			wantRead = f.size
 		}
-		last = checkpoint(i, size, wantRead)
-		if _, err := s.add(filepath.Join(root, fmt.Sprintf("ck%d", i), "000007.log"), last); err != nil {
-			t.Fatal(err)
-		}
+		file, link := f.checkpoint(f.size, wantRead)
+		f.store(file, link)
+		last = file
 	}
 	// A shorter prefix than any cached one: read whole.
-	checkpoint(10, step/2, step/2)
+	f.checkpoint(step/2, step/2)
 
 	// The store lost the last prefix (collected): the cached state may
 	// not be trusted, the next prefix is read whole...
 	if err := os.Remove(s.path(last.Checksum)); err != nil {
 		t.Fatal(err)
 	}
-	appendBytes(step)
-	last = checkpoint(11, size, size)
-	if _, err := s.add(filepath.Join(root, "ck11", "000007.log"), last); err != nil {
-		t.Fatal(err)
-	}
+	f.appendBytes(step)
+	file, link := f.checkpoint(f.size, f.size)
+	f.store(file, link)
+	last = file
 	// ...and so is one whose stored prefix is a copy on another inode,
 	// even with the right content.
 	data, err := os.ReadFile(s.path(last.Checksum))
@@ -103,8 +52,8 @@ func TestPrefixSumResumesOnlyOnTheStoredInode(t *testing.T) {
 	if err := os.WriteFile(s.path(last.Checksum), data[:last.Size], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	appendBytes(step)
-	checkpoint(12, size, size)
+	f.appendBytes(step)
+	f.checkpoint(f.size, f.size)
 }
 
 // Between checkpoints extend carries the newest hash forward through the
@@ -113,77 +62,30 @@ func TestPrefixSumResumesOnlyOnTheStoredInode(t *testing.T) {
 // extension saw in progress) resumes from the checkpoint before, and once
 // the store no longer links the inode nothing is extended.
 func TestPrefixSumResumesFromAnExtension(t *testing.T) {
-	root := t.TempDir()
-	s, err := newFileStore(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.extendEvery = 0 // extend is called by the test
-	live := filepath.Join(root, "000009.log")
-	w, err := os.Create(live)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	rng := rand.New(rand.NewSource(9))
-	size := int64(0)
-	appendBytes := func(n int) {
-		t.Helper()
-		b := make([]byte, n)
-		rng.Read(b)
-		if _, err := w.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		size += int64(n)
-	}
-	ck := 0
+	f := newWALFixture(t, "000009.log", 9)
+	s := f.s
 	var stored []string
 	checkpoint := func(prefix, wantRead int64) File {
 		t.Helper()
-		ck++
-		dir := filepath.Join(root, fmt.Sprintf("ck%d", ck))
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		link := filepath.Join(dir, "000009.log")
-		if err := os.Link(live, link); err != nil {
-			t.Fatal(err)
-		}
-		sum, n, read, err := s.prefixSum(link, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, wn, err := hashPrefix(live, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sum != want || n != wn || n != prefix {
-			t.Fatalf("checkpoint %d: prefixSum = %s, %d; a whole read gives %s, %d", ck, sum, n, want, wn)
-		}
-		if read != wantRead {
-			t.Fatalf("checkpoint %d: read %d bytes, want %d", ck, read, wantRead)
-		}
-		f := File{Name: "000009.log", Size: n, Checksum: sum}
-		if _, err := s.add(link, f); err != nil {
-			t.Fatal(err)
-		}
-		stored = append(stored, sum)
-		return f
+		file, link := f.checkpoint(prefix, wantRead)
+		f.store(file, link)
+		stored = append(stored, file.Checksum)
+		return file
 	}
 	const step = 300 << 10
-	appendBytes(step)
-	first := checkpoint(size, size)
+	f.appendBytes(step)
+	first := checkpoint(f.size, f.size)
 
 	// Too little new WAL: left to the next round.
-	appendBytes(walExtendMin - 1)
+	f.appendBytes(walExtendMin - 1)
 	if ok, err := s.extend(); ok || err != nil {
 		t.Fatalf("extend with %d new bytes: %v %v, want nothing done", walExtendMin-1, ok, err)
 	}
-	appendBytes(2 * step)
+	f.appendBytes(2 * step)
 	if ok, err := s.extend(); !ok || err != nil {
 		t.Fatalf("extend: %v %v", ok, err)
 	}
-	extended := size
+	extended := f.size
 	// At the extended length nothing is left to read.
 	checkpoint(extended, 0)
 	// A prefix that ends before the extension resumes from the first
@@ -192,16 +94,16 @@ func TestPrefixSumResumesFromAnExtension(t *testing.T) {
 
 	// Extensions chain: two more rounds, then a checkpoint past them reads
 	// only what came after the last.
-	appendBytes(step)
+	f.appendBytes(step)
 	if ok, _ := s.extend(); !ok {
 		t.Fatal("second extend did nothing")
 	}
-	appendBytes(step)
+	f.appendBytes(step)
 	if ok, _ := s.extend(); !ok {
 		t.Fatal("third extend did nothing")
 	}
-	appendBytes(1000)
-	checkpoint(size, 1000)
+	f.appendBytes(1000)
+	checkpoint(f.size, 1000)
 
 	// The store no longer links the inode (every checkpoint collected):
 	// nothing is extended, and a checkpoint hashes its prefix whole.
@@ -210,9 +112,89 @@ func TestPrefixSumResumesFromAnExtension(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	appendBytes(step)
+	f.appendBytes(step)
 	if ok, err := s.extend(); ok || err != nil {
 		t.Fatalf("extend without the anchor: %v %v, want nothing done", ok, err)
 	}
-	checkpoint(size, size)
+	f.checkpoint(f.size, f.size)
+}
+
+// walFixture is a live WAL in a file store (background extension off:
+// the tests count the bytes read).
+type walFixture struct {
+	t     *testing.T
+	root  string
+	s     *fileStore
+	live  string
+	w     *os.File
+	rng   *rand.Rand
+	size  int64
+	links int
+}
+
+func newWALFixture(t *testing.T, name string, seed int64) *walFixture {
+	t.Helper()
+	root := t.TempDir()
+	s, err := newFileStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.extendEvery = 0
+	live := filepath.Join(root, name)
+	w, err := os.Create(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	return &walFixture{t: t, root: root, s: s, live: live, w: w, rng: rand.New(rand.NewSource(seed))}
+}
+
+func (f *walFixture) appendBytes(n int) {
+	f.t.Helper()
+	b := make([]byte, n)
+	f.rng.Read(b)
+	if _, err := f.w.Write(b); err != nil {
+		f.t.Fatal(err)
+	}
+	f.size += int64(n)
+}
+
+// checkpoint links the live WAL into a new checkpoint directory and checks
+// prefixSum of its first prefix bytes against a whole read and the bytes
+// it read; it returns the file and the link's path.
+func (f *walFixture) checkpoint(prefix, wantRead int64) (File, string) {
+	t := f.t
+	t.Helper()
+	f.links++
+	dir := filepath.Join(f.root, fmt.Sprintf("ck%d", f.links))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, filepath.Base(f.live))
+	if err := os.Link(f.live, link); err != nil {
+		t.Fatal(err)
+	}
+	sum, n, read, err := f.s.prefixSum(link, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, wn, err := hashPrefix(f.live, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != want || n != wn || n != prefix {
+		t.Fatalf("checkpoint %d: prefixSum = %s, %d; a whole read gives %s, %d (want %d bytes)", f.links, sum, n, want, wn, prefix)
+	}
+	if read != wantRead {
+		t.Fatalf("checkpoint %d: read %d bytes, want %d", f.links, read, wantRead)
+	}
+	return File{Name: filepath.Base(f.live), Size: n, Checksum: sum}, link
+}
+
+// store adds a checkpoint's file to the store, as Persist does.
+func (f *walFixture) store(file File, link string) {
+	f.t.Helper()
+	if _, err := f.s.add(link, file); err != nil {
+		f.t.Fatal(err)
+	}
 }
