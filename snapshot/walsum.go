@@ -52,9 +52,19 @@ const maxWALSums = 16
 type walSum struct {
 	dev, ino uint64
 	n        int64       // bytes hashed
-	sum      string      // checksum of the first n bytes
 	anchor   string      // files/<anchor> is a link to this inode (see walSums)
-	h        xxh3.Hasher // the hash state after them
+	h        xxh3.Hasher // the hash state after the first n bytes
+}
+
+// on reports whether fi is this entry's inode.
+func (e walSum) on(fi os.FileInfo) bool {
+	k, ok := identity(fi)
+	return ok && k.dev == e.dev && k.ino == e.ino
+}
+
+// hashRange adds bytes [from, to) of f to h and returns how many it read.
+func hashRange(h *xxh3.Hasher, f *os.File, from, to int64) (int64, error) {
+	return io.CopyBuffer(h, io.NewSectionReader(f, from, to-from), make([]byte, 256<<10))
 }
 
 // prefixSum returns the checksum and length of the first size bytes of the
@@ -78,7 +88,7 @@ func (s *fileStore) prefixSum(path string, size int64) (sum string, n, read int6
 			h, from = prev.h, prev.n
 		}
 	}
-	read, err = io.CopyBuffer(&h, io.NewSectionReader(f, from, size-from), make([]byte, 256<<10))
+	read, err = hashRange(&h, f, from, size)
 	if err != nil {
 		return "", 0, 0, err
 	}
@@ -86,7 +96,7 @@ func (s *fileStore) prefixSum(path string, size int64) (sum string, n, read int6
 	sum = checksumHex(h.Sum128())
 	if ok && n == size {
 		// The checkpoint being persisted links files/<sum> to this inode.
-		s.walSums.put(walSum{dev: key.dev, ino: key.ino, n: n, sum: sum, anchor: sum, h: h})
+		s.walSums.put(walSum{dev: key.dev, ino: key.ino, n: n, anchor: sum, h: h})
 		s.startExtending()
 	}
 	return sum, n, read, nil
@@ -109,10 +119,7 @@ func (w *walSums) resume(s *fileStore, key fileKey, size int64) (walSum, bool) {
 		return walSum{}, false
 	}
 	fi, err := os.Stat(s.path(cand.anchor))
-	if err != nil || fi.Size() < cand.n {
-		return walSum{}, false
-	}
-	if k, ok := identity(fi); !ok || k.dev != key.dev || k.ino != key.ino {
+	if err != nil || fi.Size() < cand.n || !cand.on(fi) {
 		return walSum{}, false
 	}
 	return cand, true
@@ -164,15 +171,15 @@ func (s *fileStore) extend() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if k, ok := identity(fi); !ok || k.dev != e.dev || k.ino != e.ino || fi.Size()-e.n < walExtendMin {
+	if !e.on(fi) || fi.Size()-e.n < walExtendMin {
 		return false, nil
 	}
 	h := e.h
-	read, err := io.CopyBuffer(&h, io.NewSectionReader(f, e.n, fi.Size()-e.n), make([]byte, 256<<10))
+	read, err := hashRange(&h, f, e.n, fi.Size())
 	if err != nil {
 		return false, err
 	}
-	w.put(walSum{dev: e.dev, ino: e.ino, n: e.n + read, sum: checksumHex(h.Sum128()), anchor: e.anchor, h: h})
+	w.put(walSum{dev: e.dev, ino: e.ino, n: e.n + read, anchor: e.anchor, h: h})
 	return true, nil
 }
 
