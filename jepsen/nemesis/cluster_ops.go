@@ -58,14 +58,19 @@ func (m *membership) Inject(ctx context.Context, env *Env, rng *rand.Rand) (stri
 			return "", fmt.Errorf("remove %s (outcome unknown; settled when healed): %w", v.ID, err)
 		}
 	}
-	m.victim = v
-	if err := env.Cluster.Stop(v, 5*time.Second); err != nil {
-		return "", err
-	}
-	if err := env.Cluster.Wipe(v); err != nil {
+	if err := m.takeOut(env, v); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("removed %s from the configuration, stopped and wiped it", v.ID), nil
+}
+
+// takeOut stops and wipes v, removed from the configuration; Heal rejoins it.
+func (m *membership) takeOut(env *Env, v *cluster.Node) error {
+	m.victim = v
+	if err := env.Cluster.Stop(v, 5*time.Second); err != nil {
+		return err
+	}
+	return env.Cluster.Wipe(v)
 }
 
 func (m *membership) Heal(ctx context.Context, env *Env) error {
@@ -78,13 +83,9 @@ func (m *membership) Heal(ctx context.Context, env *Env) error {
 		if !removed {
 			return nil
 		}
-		if err := env.Cluster.Stop(u, 5*time.Second); err != nil {
+		if err := m.takeOut(env, u); err != nil {
 			return err
 		}
-		if err := env.Cluster.Wipe(u); err != nil {
-			return err
-		}
-		m.victim = u
 	}
 	v := m.victim
 	if v == nil {
