@@ -2,10 +2,13 @@ package raftnode
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
 
 // BenchmarkStoreLogs measures one durable append of n entries of 200 bytes
@@ -37,5 +40,61 @@ func BenchmarkStoreLogs(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkBoltAppendAfterCompaction measures a durable append of 64
+// entries of 1 KiB (one raft batch) to a bolt log through which 256 MiB
+// went and was compacted away, with bbolt's default options and with
+// boltOptions (freelist as a map, not written at every commit):
+//
+//	go test ./raftnode -run x -bench BoltAppendAfterCompaction -benchtime 500x -count 6 | tee out.txt; benchstat -col /freelist out.txt
+func BenchmarkBoltAppendAfterCompaction(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opts *bbolt.Options
+	}{{"bbolt-default", nil}, {"cairn", boltOptions()}} {
+		b.Run("freelist="+tc.name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), boltFile)
+			// Fill and compact without syncs, then reopen syncing.
+			s, err := raftboltdb.New(raftboltdb.Options{Path: path, NoSync: true, BoltOptions: tc.opts})
+			if err != nil {
+				b.Fatal(err)
+			}
+			data := make([]byte, 1<<10)
+			idx := uint64(1)
+			for filled := 0; filled < 256<<20; filled += 1024 * len(data) {
+				logs := make([]*raft.Log, 1024)
+				for j := range logs {
+					logs[j] = &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}
+					idx++
+				}
+				if err := s.StoreLogs(logs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.DeleteRange(1, idx-1); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			if s, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: tc.opts}); err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				logs := make([]*raft.Log, 64)
+				for j := range logs {
+					logs[j] = &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}
+					idx++
+				}
+				if err := s.StoreLogs(logs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
