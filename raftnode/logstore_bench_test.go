@@ -50,39 +50,15 @@ func BenchmarkStoreLogs(b *testing.B) {
 //
 //	go test ./raftnode -run x -bench BoltAppendAfterCompaction -benchtime 500x -count 6 | tee out.txt; benchstat -col /freelist out.txt
 func BenchmarkBoltAppendAfterCompaction(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		opts *bbolt.Options
-	}{{"bbolt-default", nil}, {"cairn", boltOptions()}} {
+	for _, tc := range boltFreelists() {
 		b.Run("freelist="+tc.name, func(b *testing.B) {
-			path := filepath.Join(b.TempDir(), boltFile)
-			// Fill and compact without syncs, then reopen syncing.
-			s, err := raftboltdb.New(raftboltdb.Options{Path: path, NoSync: true, BoltOptions: tc.opts})
+			path, idx := compactedBoltLog(b, tc.opts)
+			s, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: tc.opts})
 			if err != nil {
 				b.Fatal(err)
 			}
-			data := make([]byte, 1<<10)
-			idx := uint64(1)
-			for filled := 0; filled < 256<<20; filled += 1024 * len(data) {
-				logs := make([]*raft.Log, 1024)
-				for j := range logs {
-					logs[j] = &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}
-					idx++
-				}
-				if err := s.StoreLogs(logs); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := s.DeleteRange(1, idx-1); err != nil {
-				b.Fatal(err)
-			}
-			if err := s.Close(); err != nil {
-				b.Fatal(err)
-			}
-			if s, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: tc.opts}); err != nil {
-				b.Fatal(err)
-			}
 			defer s.Close()
+			data := make([]byte, 1<<10)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -97,4 +73,68 @@ func BenchmarkBoltAppendAfterCompaction(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkBoltOpenAfterCompaction measures opening that log: what not
+// writing the freelist costs (bbolt rebuilds it by scanning the file's
+// reachable pages).
+//
+//	go test ./raftnode -run x -bench BoltOpenAfterCompaction -count 6 | tee out.txt; benchstat -col /freelist out.txt
+func BenchmarkBoltOpenAfterCompaction(b *testing.B) {
+	for _, tc := range boltFreelists() {
+		b.Run("freelist="+tc.name, func(b *testing.B) {
+			path, _ := compactedBoltLog(b, tc.opts)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: tc.opts})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func boltFreelists() []struct {
+	name string
+	opts *bbolt.Options
+} {
+	return []struct {
+		name string
+		opts *bbolt.Options
+	}{{"bbolt-default", nil}, {"cairn", boltOptions()}}
+}
+
+// compactedBoltLog writes 256 MiB of 1 KiB entries to a new bolt log
+// without syncs, deletes all of them and closes it; it returns its path
+// and the next index.
+func compactedBoltLog(b *testing.B, opts *bbolt.Options) (string, uint64) {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), boltFile)
+	s, err := raftboltdb.New(raftboltdb.Options{Path: path, NoSync: true, BoltOptions: opts})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 1<<10)
+	idx := uint64(1)
+	for filled := 0; filled < 256<<20; filled += 1024 * len(data) {
+		logs := make([]*raft.Log, 1024)
+		for j := range logs {
+			logs[j] = &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}
+			idx++
+		}
+		if err := s.StoreLogs(logs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.DeleteRange(1, idx-1); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return path, idx
 }
