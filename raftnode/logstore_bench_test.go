@@ -29,14 +29,7 @@ func BenchmarkStoreLogs(b *testing.B) {
 				idx := uint64(1)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					logs := make([]*raft.Log, n)
-					for j := range logs {
-						logs[j] = &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}
-						idx++
-					}
-					if err := s.StoreLogs(logs); err != nil {
-						b.Fatal(err)
-					}
+					idx = appendLogs(b, s, idx, n, data)
 				}
 			})
 		}
@@ -62,14 +55,7 @@ func BenchmarkBoltAppendAfterCompaction(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				logs := make([]*raft.Log, 64)
-				for j := range logs {
-					logs[j] = &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}
-					idx++
-				}
-				if err := s.StoreLogs(logs); err != nil {
-					b.Fatal(err)
-				}
+				idx = appendLogs(b, s, idx, 64, data)
 			}
 		})
 	}
@@ -121,14 +107,7 @@ func compactedBoltLog(b *testing.B, opts *bbolt.Options) (string, uint64) {
 	data := make([]byte, 1<<10)
 	idx := uint64(1)
 	for filled := 0; filled < 256<<20; filled += 1024 * len(data) {
-		logs := make([]*raft.Log, 1024)
-		for j := range logs {
-			logs[j] = &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}
-			idx++
-		}
-		if err := s.StoreLogs(logs); err != nil {
-			b.Fatal(err)
-		}
+		idx = appendLogs(b, s, idx, 1024, data)
 	}
 	if err := s.DeleteRange(1, idx-1); err != nil {
 		b.Fatal(err)
@@ -137,4 +116,18 @@ func compactedBoltLog(b *testing.B, opts *bbolt.Options) (string, uint64) {
 		b.Fatal(err)
 	}
 	return path, idx
+}
+
+// appendLogs stores n command entries holding data from index from on, in
+// one StoreLogs, and returns the next index.
+func appendLogs(tb testing.TB, s raft.LogStore, from uint64, n int, data []byte) uint64 {
+	tb.Helper()
+	logs := make([]*raft.Log, n)
+	for j := range logs {
+		logs[j] = &raft.Log{Index: from + uint64(j), Term: 1, Type: raft.LogCommand, Data: data}
+	}
+	if err := s.StoreLogs(logs); err != nil {
+		tb.Fatal(err)
+	}
+	return from + uint64(n)
 }

@@ -101,14 +101,7 @@ func TestBoltAppendAfterCompactionDoesNotWriteTheFreelist(t *testing.T) {
 	lh := s.(*lazyHead)
 	bolt := lh.logStore.(*raftboltdb.BoltStore)
 	const n = 4000
-	data := make([]byte, 16<<10)
-	var logs []*raft.Log
-	for i := uint64(1); i <= n; i++ {
-		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: data})
-	}
-	if err := s.StoreLogs(logs); err != nil {
-		t.Fatal(err)
-	}
+	appendLogs(t, s, 1, n, make([]byte, 16<<10))
 	if err := s.DeleteRange(1, n-1); err != nil {
 		t.Fatal(err)
 	}
