@@ -62,9 +62,13 @@ func (e walSum) on(fi os.FileInfo) bool {
 	return ok && k.dev == e.dev && k.ino == e.ino
 }
 
-// hashRange adds bytes [from, to) of f to h and returns how many it read.
-func hashRange(h *xxh3.Hasher, f *os.File, from, to int64) (int64, error) {
-	return io.CopyBuffer(h, io.NewSectionReader(f, from, to-from), make([]byte, 256<<10))
+// hashRange adds bytes [from, to) of f to h, reading through buf (nil: a
+// new one), and returns how many it read.
+func hashRange(h *xxh3.Hasher, f *os.File, from, to int64, buf []byte) (int64, error) {
+	if buf == nil {
+		buf = make([]byte, 256<<10)
+	}
+	return io.CopyBuffer(h, io.NewSectionReader(f, from, to-from), buf)
 }
 
 // prefixSum returns the checksum and length of the first size bytes of the
@@ -88,7 +92,7 @@ func (s *fileStore) prefixSum(path string, size int64) (sum string, n, read int6
 			h, from = prev.h, prev.n
 		}
 	}
-	read, err = hashRange(&h, f, from, size)
+	read, err = hashRange(&h, f, from, size, nil)
 	if err != nil {
 		return "", 0, 0, err
 	}
@@ -150,10 +154,10 @@ func (w *walSums) put(e walSum) {
 }
 
 // extend carries the most recent entry forward to the current length of
-// its WAL, read through the store's link to the same inode; it reports
-// whether it did (false: nothing to extend, fewer than walExtendMin new
-// bytes, or the store no longer links the inode).
-func (s *fileStore) extend() (bool, error) {
+// its WAL, read through the store's link to the same inode and buf; it
+// reports whether it did (false: nothing to extend, fewer than
+// walExtendMin new bytes, or the store no longer links the inode).
+func (s *fileStore) extend(buf []byte) (bool, error) {
 	w := &s.walSums
 	w.mu.Lock()
 	if len(w.entries) == 0 {
@@ -175,7 +179,7 @@ func (s *fileStore) extend() (bool, error) {
 		return false, nil
 	}
 	h := e.h
-	read, err := hashRange(&h, f, e.n, fi.Size())
+	read, err := hashRange(&h, f, e.n, fi.Size(), buf)
 	if err != nil {
 		return false, err
 	}
@@ -196,9 +200,10 @@ func (s *fileStore) startExtending() {
 	w.extending = true
 	w.mu.Unlock()
 	go func() {
+		buf := make([]byte, 256<<10) // one read buffer for every round
 		for idle := 0; idle < walExtendIdle; {
 			time.Sleep(s.extendEvery)
-			if ok, err := s.extend(); ok && err == nil {
+			if ok, err := s.extend(buf); ok && err == nil {
 				idle = 0
 			} else {
 				idle++

@@ -78,11 +78,11 @@ func TestPrefixSumResumesFromAnExtension(t *testing.T) {
 
 	// Too little new WAL: left to the next round.
 	f.appendBytes(walExtendMin - 1)
-	if ok, err := s.extend(); ok || err != nil {
+	if ok, err := s.extend(nil); ok || err != nil {
 		t.Fatalf("extend with %d new bytes: %v %v, want nothing done", walExtendMin-1, ok, err)
 	}
 	f.appendBytes(2 * step)
-	if ok, err := s.extend(); !ok || err != nil {
+	if ok, err := s.extend(nil); !ok || err != nil {
 		t.Fatalf("extend: %v %v", ok, err)
 	}
 	extended := f.size
@@ -95,11 +95,11 @@ func TestPrefixSumResumesFromAnExtension(t *testing.T) {
 	// Extensions chain: two more rounds, then a checkpoint past them reads
 	// only what came after the last.
 	f.appendBytes(step)
-	if ok, _ := s.extend(); !ok {
+	if ok, _ := s.extend(nil); !ok {
 		t.Fatal("second extend did nothing")
 	}
 	f.appendBytes(step)
-	if ok, _ := s.extend(); !ok {
+	if ok, _ := s.extend(nil); !ok {
 		t.Fatal("third extend did nothing")
 	}
 	f.appendBytes(1000)
@@ -113,7 +113,7 @@ func TestPrefixSumResumesFromAnExtension(t *testing.T) {
 		}
 	}
 	f.appendBytes(step)
-	if ok, err := s.extend(); ok || err != nil {
+	if ok, err := s.extend(nil); ok || err != nil {
 		t.Fatalf("extend without the anchor: %v %v, want nothing done", ok, err)
 	}
 	f.checkpoint(f.size, f.size)

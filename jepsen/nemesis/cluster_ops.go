@@ -121,8 +121,8 @@ func waitRemovalSettled(ctx context.Context, env *Env, v *cluster.Node, deadline
 		ready := false
 		if l, _, lerr := env.Cluster.Leader(ctx); lerr == nil {
 			if ready, _ = env.Cluster.Ready(ctx, l); ready {
-				if members, err = env.Cluster.Members(ctx, l); err != nil {
-					members = nil
+				if m, merr := env.Cluster.Members(ctx, l); merr == nil {
+					members = m
 				}
 			}
 		}
