@@ -450,16 +450,27 @@ func syncDir(fs vfs.FS, dir string) error {
 	return err
 }
 
-// Close closes the database.
+// Close flushes the memtable and closes the database.
+//
+// The flush is for the next start: checkpoints do not flush (the memtable
+// grows to MemTableSize between Pebble's own flushes), so without it a node
+// stopped cleanly replays up to a memtable of WAL when it opens again (1.7 s
+// for 64 MiB on the bench machine, docs/benchmarks.md "Flush at close"). A
+// crash still replays; a failed flush is reported and the close still runs,
+// since the WAL holds everything the flush would have written.
 func (f *FSM) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db == nil {
 		return ErrClosed
 	}
+	ferr := f.db.Flush()
+	if ferr != nil {
+		ferr = fmt.Errorf("fsm: flush at close (the next open replays the WAL instead): %w", ferr)
+	}
 	err := f.db.Close()
 	f.db = nil
-	return err
+	return errors.Join(ferr, err)
 }
 
 // DB runs fn with the live database under the read lock (for metrics and
