@@ -36,8 +36,11 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
 	MaxAppendEntries   int
-	SnapshotInterval   time.Duration
-	SnapshotThreshold  uint64
+	// LogCacheBytes bounds the memory of the recent log entries kept for
+	// replication and applies (2×MaxAppendEntries of them at most).
+	LogCacheBytes     int64
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
 	// SnapshotBytes: log bytes applied since the newest checkpoint that
 	// trigger a new one (0: off). raft itself counts only entries
 	// (SnapshotThreshold); this trigger is the node's (internal/node
@@ -75,6 +78,7 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout:      5 * time.Millisecond,
 		MaxAppendEntries:   256,
+		LogCacheBytes:      64 << 20,
 		SnapshotInterval:   30 * time.Second,
 		SnapshotThreshold:  16384,
 		SnapshotBytes:      64 << 20,
@@ -112,6 +116,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAppendEntries < 1 || c.MaxAppendEntries > 1024 {
 		errs = append(errs, fmt.Errorf("MaxAppendEntries must be in [1,1024], got %d", c.MaxAppendEntries))
+	}
+	if c.LogCacheBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("LogCacheBytes must be at least 1 MiB, got %d", c.LogCacheBytes))
 	}
 	switch c.LogStore {
 	case LogStoreBolt:

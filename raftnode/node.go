@@ -128,8 +128,9 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	// Replication and followers' applies read back entries that were just
 	// written: serve them from memory instead of a bbolt read and msgpack
 	// decode each. Twice MaxAppendEntries covers a batch in flight and the
-	// next one; entries are small commands (bounded by the API's request limit).
-	logs, err := raft.NewLogCache(2*cfg.MaxAppendEntries, store)
+	// next one, within LogCacheBytes (logcache.go: a bulk load's entries
+	// are megabytes each).
+	logs, err := newLogCache(store, 2*cfg.MaxAppendEntries, cfg.LogCacheBytes)
 	if err != nil {
 		n.closeStores()
 		return nil, err

@@ -75,6 +75,7 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 	f.DurationVar(&cfg.RecoveryTarget, "recovery-target", 0, "take a checkpoint before the estimated log replay of a restart would exceed this (e.g. 10s; 0: only the thresholds above)")
 	f.IntVar(&cfg.RetainCheckpoints, "retain-checkpoints", 2, "how many of the newest checkpoints to keep (pinned ones are kept as well)")
 	f.IntVar(&cfg.Raft.MaxAppendEntries, "max-append-entries", cfg.Raft.MaxAppendEntries, "max entries per AppendEntries and per state-machine batch (1..1024)")
+	f.Int64Var(&cfg.Raft.LogCacheBytes, "log-cache-bytes", cfg.Raft.LogCacheBytes, "memory for recent raft log entries kept for replication (at most 2×max-append-entries of them; at least 1 MiB)")
 	f.BoolVar(&cfg.Raft.LogNoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes are NOT durable)")
 	f.StringVar(&cfg.Raft.LogStore, "log-store", cfg.Raft.LogStore, "raft log store: bolt (raft-boltdb) or wal (raft-wal: faster, but see raftnode.LogStoreWAL for a known restart defect); fixed when a node is created")
 	f.IntVar(&cfg.BlockProfileRate, "block-profile-rate", 0, "sample goroutine blocking events (runtime.SetBlockProfileRate, nanoseconds; 0 off) for /debug/pprof/block")
