@@ -75,6 +75,11 @@ type ckptLoadResult struct {
 	// AroundOpsSec is the mean throughput in 50 ms bins from 200 ms
 	// before to 1 s after the start of a create.
 	AroundOpsSec []float64 `json:"around_ops_per_s"`
+	// CPUIdlePct and CPUStealPct: the machine's CPU time during the load
+	// that was idle (or waiting for I/O) and stolen by the hypervisor
+	// (/proc/stat; nil where there is none).
+	CPUIdlePct  *float64 `json:"cpu_idle_pct,omitempty"`
+	CPUStealPct *float64 `json:"cpu_steal_pct,omitempty"`
 	// RunLossPct: the whole run (after 1 s of warm-up) versus the baseline
 	// rate, i.e. what a checkpoint every CreateEvery costs a benchmark.
 	RunLossPct float64 `json:"run_loss_pct"`
@@ -423,6 +428,7 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 	const bucket = 10 * time.Millisecond
 	nb := int(cfg.WriteDuration/bucket) + 1
 	counts := make([]atomic.Int64, nb)
+	cpu0, cpuOK := readCPUTimes()
 	start := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, cfg.WriteDuration)
 	defer cancel()
@@ -498,12 +504,16 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 		next += cfg.CreateEvery
 	}
 	wg.Wait()
+	cpu1, cpuOK1 := readCPUTimes()
 	n := make([]int64, nb)
 	for i := range counts {
 		n[i] = counts[i].Load()
 	}
 	r := ckptLoss(n, bucket, spans, cfg.WriteDuration)
 	r.Clients, r.RatePerSec, r.CreateLatencySec = cfg.WriteClients, cfg.WriteRate, lats
+	if idle, steal, ok := cpuShares(cpu0, cpu1); cpuOK && cpuOK1 && ok {
+		r.CPUIdlePct, r.CPUStealPct = &idle, &steal
+	}
 	if cfg.Trace != "" {
 		t := ckptTrace{BucketSec: bucket.Seconds(), Counts: n}
 		for _, sp := range spans {
@@ -749,4 +759,7 @@ func printCkptLoad(w io.Writer, l *ckptLoadResult) {
 			l.SecondPairs, l.SecondPairedLossPct)
 	}
 	fmt.Fprintf(w, "  the whole run with a checkpoint every %s: loss %.1f%%\n", seconds(l.DurationSec/float64(max(1, l.Creates))).Round(time.Second), l.RunLossPct)
+	if l.CPUIdlePct != nil && l.CPUStealPct != nil {
+		fmt.Fprintf(w, "  the machine's CPU during the load: %.1f%% idle, %.1f%% stolen by the hypervisor (/proc/stat)\n", *l.CPUIdlePct, *l.CPUStealPct)
+	}
 }
