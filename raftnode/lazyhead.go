@@ -2,14 +2,36 @@ package raftnode
 
 import (
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-// truncChunk is how many entries one background deletion transaction
-// removes: small enough that an append waiting for bbolt's writer lock
-// waits about a millisecond, large enough that the extra commits are few.
-const truncChunk = 1024
+// One background deletion transaction removes between minTruncChunk and
+// maxTruncChunk entries, sized to take about truncTarget: an append waits
+// for bbolt's writer lock that long at most, and the extra commits stay
+// few. Entries vary from a few hundred bytes to megabytes (a bulk load's
+// batches), and deleting one costs about its size in freed pages, so the
+// size adapts to how long the last transaction took: 1,024 entries of
+// 2 MiB held the lock for about 180 ms, 1,024 small ones about 2 ms.
+const (
+	minTruncChunk = 32
+	maxTruncChunk = 1024
+	truncTarget   = 10 * time.Millisecond
+)
+
+// nextTruncChunk sizes the next deletion from the last one's: in
+// proportion when it took longer than truncTarget, twice as large when it
+// took under a quarter of it, within [minTruncChunk, maxTruncChunk].
+func nextTruncChunk(chunk int, took time.Duration) int {
+	switch {
+	case took > truncTarget:
+		chunk = int(int64(chunk) * int64(truncTarget) / int64(took))
+	case took < truncTarget/4:
+		chunk *= 2
+	}
+	return max(minTruncChunk, min(maxTruncChunk, chunk))
+}
 
 // lazyHead defers raft's log compaction. After every snapshot raft deletes
 // the log's head (FirstIndex up to the snapshot index minus TrailingLogs)
@@ -21,8 +43,8 @@ const truncChunk = 1024
 // lazyHead answers such a DeleteRange at once: the range is hidden at once
 // (FirstIndex moves past it and GetLog reports it missing, as if deleted,
 // so raft sends a snapshot to a follower that needs it) and a background
-// goroutine deletes it in transactions of truncChunk entries, between
-// which appends get the writer lock.
+// goroutine deletes it in transactions of about truncTarget each (see
+// nextTruncChunk), between which appends get the writer lock.
 //
 // Everything else keeps its meaning. A DeleteRange that is not a head
 // truncation (raft's tail truncation on a conflict) and a StoreLogs that
@@ -39,6 +61,8 @@ type lazyHead struct {
 	err    error  // the last background deletion's error, returned by the next call
 
 	del      sync.Mutex // serialises physical deletions
+	chunk    int        // entries the next deletion removes (under del)
+	now      func() time.Time
 	wake     chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -46,7 +70,8 @@ type lazyHead struct {
 }
 
 func newLazyHead(s logStore) *lazyHead {
-	l := &lazyHead{logStore: s, lo: 1, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &lazyHead{logStore: s, lo: 1, chunk: minTruncChunk, now: time.Now,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go l.run()
 	return l
 }
@@ -133,10 +158,12 @@ func (l *lazyHead) step() (more bool, err error) {
 	if !ok {
 		return false, nil
 	}
-	end := min(hi, lo+truncChunk-1)
+	end := min(hi, lo+uint64(l.chunk)-1)
+	t0 := l.now()
 	if err := l.logStore.DeleteRange(lo, end); err != nil {
 		return false, err
 	}
+	l.chunk = nextTruncChunk(l.chunk, l.now().Sub(t0))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lo = end + 1

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -13,14 +14,18 @@ import (
 // (nil: does not wait) and records the ranges it deleted.
 type gatedStore struct {
 	*raft.InmemStore
-	gate    chan struct{}
-	mu      sync.Mutex
-	deletes [][2]uint64
+	gate     chan struct{}
+	onDelete func(min, max uint64) // called before each deletion
+	mu       sync.Mutex
+	deletes  [][2]uint64
 }
 
 func (g *gatedStore) DeleteRange(min, max uint64) error {
 	if g.gate != nil {
 		<-g.gate
+	}
+	if g.onDelete != nil {
+		g.onDelete(min, max)
 	}
 	g.mu.Lock()
 	g.deletes = append(g.deletes, [2]uint64{min, max})
@@ -74,6 +79,8 @@ func TestLazyHeadHidesAtOnceAndDeletesInChunksLater(t *testing.T) {
 	g.gate = make(chan struct{})
 	l := newLazyHead(g)
 	defer l.Close()
+	fixed := time.Unix(1_700_000_000, 0)
+	l.now = func() time.Time { return fixed } // deletions take no time: chunks double
 
 	returned := make(chan error, 1)
 	go func() { returned <- l.DeleteRange(1, 2500) }()
@@ -112,7 +119,7 @@ func TestLazyHeadHidesAtOnceAndDeletesInChunksLater(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond) // polling a condition, not synchronising on time
 	}
-	want := [][2]uint64{{1, 1024}, {1025, 2048}, {2049, 2500}}
+	want := [][2]uint64{{1, 32}, {33, 96}, {97, 224}, {225, 480}, {481, 992}, {993, 2016}, {2017, 2500}}
 	got := g.ranges()
 	if len(got) != len(want) {
 		t.Fatalf("deletions %v, want %v", got, want)
@@ -186,5 +193,75 @@ func TestLazyHeadCloseFinishesTheDeletion(t *testing.T) {
 	}
 	if err := l.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestNextTruncChunk(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		chunk int
+		took  time.Duration
+		want  int
+	}{
+		{32, 0, 64},          // fast: double
+		{512, 2 * ms, 1024},  // under a quarter of the target: double
+		{1024, 1 * ms, 1024}, // at most maxTruncChunk
+		{256, 5 * ms, 256},   // near the target: keep
+		{1024, 180 * ms, 56}, // 1,024 entries of 2 MiB: in proportion
+		{64, 8 * ms, 64},     // 64 of 2 MiB: keep
+		{64, 40 * ms, 32},    // at least minTruncChunk
+		{100, 20 * ms, 50},   // twice the target: half
+	} {
+		if got := nextTruncChunk(tc.chunk, tc.took); got != tc.want {
+			t.Errorf("nextTruncChunk(%d, %v) = %d, want %d", tc.chunk, tc.took, got, tc.want)
+		}
+	}
+}
+
+// TestLazyHeadShrinksSlowDeletions: when deleting costs time in proportion
+// to the entries (large entries), the transactions shrink to about
+// truncTarget; when it costs little again, they grow back.
+func TestLazyHeadShrinksSlowDeletions(t *testing.T) {
+	g := newGatedStore(t, 5000)
+	var mu sync.Mutex
+	clock := time.Unix(1_700_000_000, 0)
+	perEntry := time.Millisecond // like entries of ~512 KiB
+	l := newLazyHead(g)
+	l.now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	g.onDelete = func(min, max uint64) {
+		mu.Lock()
+		clock = clock.Add(time.Duration(max-min+1) * perEntry)
+		mu.Unlock()
+	}
+	defer l.Close()
+	if err := l.DeleteRange(1, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.flush(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	perEntry = time.Microsecond
+	mu.Unlock()
+	if err := l.DeleteRange(1001, 4000); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.flush(); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []uint64
+	for _, r := range g.ranges() {
+		sizes = append(sizes, r[1]-r[0]+1)
+	}
+	// 32 entries took 32 ms: shrink to the floor and stay there while
+	// deletions stay slow (31 of 32 and the last 8 of the 1,000); then
+	// double up to the ceiling.
+	want := "[32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 8 32 64 128 256 512 1024 984]"
+	if got := fmt.Sprint(sizes); got != want {
+		t.Fatalf("deletion sizes %s, want %s", got, want)
 	}
 }

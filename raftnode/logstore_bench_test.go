@@ -3,7 +3,9 @@ package raftnode
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -130,4 +132,58 @@ func appendLogs(tb testing.TB, s raft.LogStore, from uint64, n int, data []byte)
 		tb.Fatal(err)
 	}
 	return from + uint64(n)
+}
+
+// BenchmarkLazyHeadCompactLargeEntries measures how long a one-entry
+// append waits while the background compaction deletes 256 entries of
+// 2 MiB (a bulk load's batches) from the bolt log: the longest append
+// (max_append_ms) with deletions of a fixed 1,024 entries (the chunk
+// before nextTruncChunk) and with the adaptive size.
+//
+//	go test ./raftnode -run x -bench LazyHeadCompactLargeEntries -benchtime 1x -count 5
+func BenchmarkLazyHeadCompactLargeEntries(b *testing.B) {
+	for _, mode := range []string{"fixed1024", "adaptive"} {
+		b.Run("chunk="+mode, func(b *testing.B) {
+			var worst []float64
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				s, err := openLogStore(Config{Dir: b.TempDir(), LogStore: LogStoreBolt}, hclog.NewNullLogger())
+				if err != nil {
+					b.Fatal(err)
+				}
+				l := s.(*lazyHead)
+				if mode == "fixed1024" {
+					l.chunk = maxTruncChunk
+					fixed := time.Now()
+					l.now = func() time.Time { return fixed } // never shrinks
+				}
+				big := make([]byte, 2<<20)
+				idx := uint64(1)
+				for j := 0; j < 256; j += 8 {
+					idx = appendLogs(b, s, idx, 8, big)
+				}
+				small := make([]byte, 200)
+				idx = appendLogs(b, s, idx, 1, small)
+				b.StartTimer()
+				if err := s.DeleteRange(1, 256); err != nil {
+					b.Fatal(err)
+				}
+				var longest time.Duration
+				for {
+					if _, _, ok := l.pending(); !ok {
+						break
+					}
+					t0 := time.Now()
+					idx = appendLogs(b, s, idx, 1, small)
+					longest = max(longest, time.Since(t0))
+				}
+				b.StopTimer()
+				worst = append(worst, float64(longest.Microseconds())/1000)
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(slices.Max(worst), "max_append_ms")
+		})
+	}
 }
