@@ -457,16 +457,19 @@ func syncDir(fs vfs.FS, dir string) error {
 // stopped cleanly replays up to a memtable of WAL when it opens again (1.7 s
 // for 64 MiB on the bench machine, docs/benchmarks.md "Flush at close"). A
 // crash still replays; a failed flush is reported and the close still runs,
-// since the WAL holds everything the flush would have written.
+// since the WAL holds everything the flush would have written. A state
+// machine stopped by a storage failure closes without flushing.
 func (f *FSM) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db == nil {
 		return ErrClosed
 	}
-	ferr := f.db.Flush()
-	if ferr != nil {
-		ferr = fmt.Errorf("fsm: flush at close (the next open replays the WAL instead): %w", ferr)
+	var ferr error
+	if f.Err() == nil { // after a storage failure, do not ask the disk for more
+		if ferr = f.db.Flush(); ferr != nil {
+			ferr = fmt.Errorf("fsm: flush at close (the next open replays the WAL instead): %w", ferr)
+		}
 	}
 	err := f.db.Close()
 	f.db = nil
