@@ -237,3 +237,35 @@ func TestCkptWriteLoadPaced(t *testing.T) {
 		t.Fatalf("%d Puts in 2 s at 200/s: the pacing starves the load", puts)
 	}
 }
+
+func TestDirSizeCountsHardLinksOnce(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a", "table"), make([]byte, 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "other"), make([]byte, 10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(dir, "a", "table"), filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(1010)
+	if _, _, ok := fileID(mustStat(t, filepath.Join(dir, "link"))); !ok {
+		want = 2010 // no inode numbers: each name counts
+	}
+	if got := dirSize(dir); got != want {
+		t.Fatalf("dirSize = %d, want %d", got, want)
+	}
+}
+
+func mustStat(t *testing.T, path string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}

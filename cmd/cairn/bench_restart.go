@@ -381,11 +381,19 @@ func freePorts(n int) ([]string, error) {
 	return out, nil
 }
 
+// dirSize is the bytes of the files under dir, each hard-linked file once.
 func dirSize(dir string) int64 {
 	var total int64
+	seen := map[[2]uint64]bool{} // a hard-linked file (checkpoints share Pebble's tables) counts once
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if fi, err := d.Info(); err == nil {
+				if dev, ino, ok := fileID(fi); ok {
+					if seen[[2]uint64{dev, ino}] {
+						return nil
+					}
+					seen[[2]uint64{dev, ino}] = true
+				}
 				total += fi.Size()
 			}
 		}
