@@ -112,10 +112,3 @@ func (c *logCache) DeleteRange(min, max uint64) error {
 	c.mu.Unlock()
 	return c.store.DeleteRange(min, max)
 }
-
-// cachedBytes is what the cache holds (tests).
-func (c *logCache) cachedBytes() int64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.bytes
-}

@@ -132,3 +132,10 @@ func TestLogCacheForgetsDeletedRanges(t *testing.T) {
 		t.Fatalf("rewritten entry 7 read from the store, want the cache")
 	}
 }
+
+// cachedBytes is what the cache holds.
+func (c *logCache) cachedBytes() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.bytes
+}

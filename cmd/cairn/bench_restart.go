@@ -389,10 +389,11 @@ func dirSize(dir string) int64 {
 		if err == nil && !d.IsDir() {
 			if fi, err := d.Info(); err == nil {
 				if dev, ino, ok := fileID(fi); ok {
-					if seen[[2]uint64{dev, ino}] {
+					id := [2]uint64{dev, ino}
+					if seen[id] {
 						return nil
 					}
-					seen[[2]uint64{dev, ino}] = true
+					seen[id] = true
 				}
 				total += fi.Size()
 			}
