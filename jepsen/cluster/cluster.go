@@ -244,15 +244,17 @@ func (c *Cluster) spawn(n *Node, extra ...string) error {
 	cmd := exec.Command(c.cfg.Bin, args...)
 	cmd.Env = append(os.Environ(), c.cfg.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var cg *os.File
 	if c.cfg.Cgroups != nil {
-		cg, err := c.cfg.Cgroups.Open(n.ID)
-		if err != nil {
+		if cg, err = c.cfg.Cgroups.Open(n.ID); err != nil {
 			logf.Close()
 			return err
 		}
 		defer cg.Close()
-		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cg.Fd())
+	}
+	if cmd.SysProcAttr, err = procAttr(cg); err != nil {
+		logf.Close()
+		return err
 	}
 	fmt.Fprintf(logf, "=== jepsen %s: %s %q\n", time.Now().UTC().Format(time.RFC3339Nano), c.cfg.Bin, args)
 	if err := cmd.Start(); err != nil {
@@ -286,7 +288,7 @@ func (c *Cluster) spawn(n *Node, extra ...string) error {
 }
 
 // signal sends sig to n's process after setting its expected state.
-func (n *Node) signal(sig syscall.Signal, next State, expectExit bool) (chan struct{}, error) {
+func (n *Node) signal(sig os.Signal, next State, expectExit bool) (chan struct{}, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd == nil || (n.state != StateRunning && n.state != StatePaused) {
@@ -294,9 +296,9 @@ func (n *Node) signal(sig syscall.Signal, next State, expectExit bool) (chan str
 	}
 	if expectExit {
 		n.expect = true
-		if n.state == StatePaused && sig != syscall.SIGKILL {
+		if n.state == StatePaused && sig != os.Kill {
 			// A stopped process cannot handle SIGTERM until continued.
-			_ = n.cmd.Process.Signal(syscall.SIGCONT)
+			_ = n.cmd.Process.Signal(sigCont)
 		}
 	}
 	if err := n.cmd.Process.Signal(sig); err != nil {
@@ -308,7 +310,7 @@ func (n *Node) signal(sig syscall.Signal, next State, expectExit bool) (chan str
 
 // Kill sends SIGKILL and waits for the process to be gone.
 func (c *Cluster) Kill(n *Node) error {
-	done, err := n.signal(syscall.SIGKILL, StateKilled, true)
+	done, err := n.signal(os.Kill, StateKilled, true)
 	if err != nil {
 		return err
 	}
@@ -349,7 +351,7 @@ func (c *Cluster) Stop(n *Node, grace time.Duration) error {
 	}
 	n.mu.Lock()
 	if n.cmd != nil {
-		_ = n.cmd.Process.Signal(syscall.SIGKILL)
+		_ = n.cmd.Process.Kill()
 	}
 	n.mu.Unlock()
 	select {
@@ -365,7 +367,7 @@ func (c *Cluster) Pause(n *Node) error {
 	if n.State() != StateRunning {
 		return fmt.Errorf("cluster: %s is not running (%s)", n.ID, n.State())
 	}
-	_, err := n.signal(syscall.SIGSTOP, StatePaused, false)
+	_, err := n.signal(sigStop, StatePaused, false)
 	if err == nil {
 		c.cfg.Logf("paused %s", n.ID)
 	}
@@ -377,7 +379,7 @@ func (c *Cluster) Resume(n *Node) error {
 	if n.State() != StatePaused {
 		return nil
 	}
-	_, err := n.signal(syscall.SIGCONT, StateRunning, false)
+	_, err := n.signal(sigCont, StateRunning, false)
 	if err == nil {
 		c.cfg.Logf("resumed %s", n.ID)
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cairn-db/cairn/jepsen/cluster"
@@ -66,7 +65,7 @@ func Clean(run Runner) ([]string, error) {
 		dirs, _ := filepath.Glob(filepath.Join(root, cluster.CgroupPrefix+"*"))
 		for _, d := range dirs {
 			for _, pid := range cluster.CgroupPIDs(d) {
-				if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+				if p, err := os.FindProcess(pid); err == nil && p.Kill() == nil {
 					done = append(done, fmt.Sprintf("killed leftover process %d in %s", pid, d))
 				}
 			}

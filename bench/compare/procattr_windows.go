@@ -1,0 +1,5 @@
+package main
+
+import "syscall"
+
+func ownProcessGroup() *syscall.SysProcAttr { return &syscall.SysProcAttr{} }
