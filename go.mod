@@ -17,7 +17,7 @@ require (
 	github.com/spf13/cobra v1.10.2 // the cairn CLI
 	github.com/spf13/pflag v1.0.9
 	github.com/zeebo/xxh3 v1.1.0 // fast checksums (checkpoint files, distinct-count hashing)
-	go.etcd.io/bbolt v1.3.6 // read-only opening of raft.db for cairn debug raft-log; v1.3.6 because raft-wal needs it
+	go.etcd.io/bbolt v1.3.6 // read-only opening of raft.db for cairn debug raft-log, bbolt.Compact for the rewrite at open (raftnode/boltcompact.go); v1.3.6 because raft-wal needs it
 	gocloud.dev v0.47.0 // checkpoint export/restore to object storage (file://, s3://, gs://, azblob://)
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260904194346-d0f1323225a4
 	google.golang.org/grpc v1.85.0 // client API, forwarding, file shipping

@@ -61,6 +61,11 @@ type Config struct {
 	// Dir/raft.db) or LogStoreWAL (opt-in, hashicorp/raft-wal in Dir/wal).
 	// A node keeps the store it was created with.
 	LogStore string
+	// CompactLogAtOpen rewrites the bolt log into a new file at open when
+	// that frees at least 64 MiB and copies at most 64 MiB (boltcompact.go):
+	// bbolt never shrinks its file, so a bulk load's log would otherwise
+	// keep its size.
+	CompactLogAtOpen bool
 
 	// StreamLayer, if set, carries raft traffic (TLS, fault injection);
 	// otherwise a TCP listener on RaftAddr.
@@ -85,6 +90,7 @@ func DefaultConfig() Config {
 		TrailingLogs:       10240,
 		ApplyTimeout:       10 * time.Second,
 		LogStore:           LogStoreBolt,
+		CompactLogAtOpen:   true,
 	}
 }
 

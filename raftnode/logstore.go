@@ -3,6 +3,7 @@ package raftnode
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -31,7 +32,7 @@ const (
 // openLogStore opens the configured log store. It refuses to open one kind
 // where the other already holds this node's raft state: switching stores
 // would silently forget the log, the term and the vote.
-func openLogStore(cfg Config, hl hclog.Logger) (logStore, error) {
+func openLogStore(cfg Config, hl hclog.Logger, log *slog.Logger) (logStore, error) {
 	boltPath, walPath := filepath.Join(cfg.Dir, boltFile), filepath.Join(cfg.Dir, walDir)
 	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
 	switch cfg.LogStore {
@@ -51,7 +52,7 @@ func openLogStore(cfg Config, hl hclog.Logger) (logStore, error) {
 		if exists(walPath) {
 			return nil, fmt.Errorf("%s holds this node's raft log (wal store); start with the wal log store", walPath)
 		}
-		s, err := raftboltdb.New(raftboltdb.Options{Path: boltPath, NoSync: cfg.LogNoSync, BoltOptions: boltOptions()})
+		s, err := openBolt(boltPath, cfg.LogNoSync, cfg.CompactLogAtOpen, log)
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -22,7 +23,7 @@ func BenchmarkStoreLogs(b *testing.B) {
 	for _, n := range []int{1, 64} {
 		for _, kind := range []string{LogStoreBolt, LogStoreWAL} {
 			b.Run(fmt.Sprintf("n=%d/store=%s", n, kind), func(b *testing.B) {
-				s, err := openLogStore(Config{Dir: b.TempDir(), LogStore: kind}, hclog.NewNullLogger())
+				s, err := openLogStore(Config{Dir: b.TempDir(), LogStore: kind}, hclog.NewNullLogger(), slog.New(slog.DiscardHandler))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -147,7 +148,7 @@ func BenchmarkLazyHeadCompactLargeEntries(b *testing.B) {
 			var worst []float64
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				s, err := openLogStore(Config{Dir: b.TempDir(), LogStore: LogStoreBolt}, hclog.NewNullLogger())
+				s, err := openLogStore(Config{Dir: b.TempDir(), LogStore: LogStoreBolt}, hclog.NewNullLogger(), slog.New(slog.DiscardHandler))
 				if err != nil {
 					b.Fatal(err)
 				}

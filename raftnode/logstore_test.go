@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ func TestLogStoresKeepStateAcrossReopen(t *testing.T) {
 	for _, kind := range []string{LogStoreBolt, LogStoreWAL} {
 		t.Run(kind, func(t *testing.T) {
 			cfg := Config{Dir: t.TempDir(), LogStore: kind}
-			s, err := openLogStore(cfg, hclog.NewNullLogger())
+			s, err := openLogStore(cfg, hclog.NewNullLogger(), slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,7 +41,7 @@ func TestLogStoresKeepStateAcrossReopen(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if s, err = openLogStore(cfg, hclog.NewNullLogger()); err != nil {
+			if s, err = openLogStore(cfg, hclog.NewNullLogger(), slog.New(slog.DiscardHandler)); err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
@@ -60,12 +61,12 @@ func TestLogStoresKeepStateAcrossReopen(t *testing.T) {
 func TestLogStoreCannotBeSwitched(t *testing.T) {
 	for _, tc := range []struct{ from, to string }{{LogStoreBolt, LogStoreWAL}, {LogStoreWAL, LogStoreBolt}} {
 		dir := t.TempDir()
-		s, err := openLogStore(Config{Dir: dir, LogStore: tc.from}, hclog.NewNullLogger())
+		s, err := openLogStore(Config{Dir: dir, LogStore: tc.from}, hclog.NewNullLogger(), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
 		_ = s.Close()
-		if _, err := openLogStore(Config{Dir: dir, LogStore: tc.to}, hclog.NewNullLogger()); err == nil || !strings.Contains(err.Error(), "holds this node's raft log") {
+		if _, err := openLogStore(Config{Dir: dir, LogStore: tc.to}, hclog.NewNullLogger(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "holds this node's raft log") {
 			t.Fatalf("%s -> %s: %v, want a refusal", tc.from, tc.to, err)
 		}
 	}
@@ -93,7 +94,7 @@ func TestLogStoreConfig(t *testing.T) {
 // 2 MB per append after 1 GiB of state had gone through the log. Fails if
 // boltOptions syncs the freelist.
 func TestBoltAppendAfterCompactionDoesNotWriteTheFreelist(t *testing.T) {
-	s, err := openLogStore(Config{Dir: t.TempDir(), LogNoSync: true}, hclog.NewNullLogger())
+	s, err := openLogStore(Config{Dir: t.TempDir(), LogNoSync: true}, hclog.NewNullLogger(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		return nil, err
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
-	store, err := openLogStore(cfg, hl)
+	store, err := openLogStore(cfg, hl, n.log)
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: open log store: %w", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cairn-db/cairn/internal/fsutil"
 )
 
 // fileStore is the content-addressed part of the store: files/<checksum>
@@ -331,17 +333,7 @@ func copyFileAtomic(src, dst string) error {
 }
 
 // syncDir makes a directory's entries durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+var syncDir = fsutil.SyncDir
 
 // writeFileSync writes a small file durably (file and directory synced).
 func writeFileSync(path string, data []byte) error {

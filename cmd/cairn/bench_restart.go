@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +35,7 @@ type restartConfig struct {
 	BatchBytes int
 	Loaders    int
 	Restarts   int
+	Churn      int    // single-key Puts after the load, then a checkpoint on every node
 	Nodes      int    // 1: a single-node cluster; 3: restart a follower of three
 	Kill       bool   // SIGKILL instead of SIGTERM before each restart
 	Dir        string // kept afterwards; "" uses a temporary one
@@ -47,12 +51,14 @@ type restartResult struct {
 	Keys          int64     `json:"keys"`
 	LoadSec       float64   `json:"load_s"`
 	LoadMBps      float64   `json:"load_mb_per_s"`
-	DataDirBytes  int64     `json:"data_dir_bytes"`
-	Stop          string    `json:"stop"`          // sigterm or sigkill
-	StaleReadSec  []float64 `json:"stale_read_s"`  // process start to a stale read returning the latest value
-	ReadyzSec     []float64 `json:"readyz_s"`      // process start to /readyz OK (leader known, caught up)
-	LinearReadSec []float64 `json:"linear_read_s"` // process start to a linearizable read of the latest value
-	StopSec       []float64 `json:"stop_s"`        // signal to exit, per stop
+	ChurnPuts     int       `json:"churn_puts"`
+	DataDirBytes  int64     `json:"data_dir_bytes"`       // the restarted node's, before its first restart
+	DataDirAfter  int64     `json:"data_dir_after_bytes"` // and after its last
+	Stop          string    `json:"stop"`                 // sigterm or sigkill
+	StaleReadSec  []float64 `json:"stale_read_s"`         // process start to a stale read returning the latest value
+	ReadyzSec     []float64 `json:"readyz_s"`             // process start to /readyz OK (leader known, caught up)
+	LinearReadSec []float64 `json:"linear_read_s"`        // process start to a linearizable read of the latest value
+	StopSec       []float64 `json:"stop_s"`               // signal to exit, per stop
 }
 
 func newBenchRestartCmd() *cobra.Command {
@@ -71,7 +77,11 @@ last value. With --nodes 3 it starts a three-node cluster instead, loads
 it, and restarts a follower (a node that is not the leader at the time of
 each restart): the times are then of that node rejoining a healthy cluster
 (reads and /readyz on the restarted node; the linearizable read is sent to
-it and forwarded to the leader). The data directory is a temporary one,
+it and forwarded to the leader). With --churn N, N single-key Puts of
+128-byte values follow the load, then a checkpoint on every node: raft
+then compacts the load's entries out of the log, as on a node that ran for
+a while after a bulk load (the log's trailing 10,240 entries must have
+moved past them: 20000 is enough). The data directory is a temporary one,
 removed afterwards, unless --dir is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -83,7 +93,7 @@ removed afterwards, unless --dir is given.`,
 				return fmt.Errorf("--size: %w", err)
 			}
 			cfg.Size = n
-			if cfg.ValueSize < 1 || cfg.BatchBytes < cfg.ValueSize || cfg.Loaders < 1 || cfg.Restarts < 1 {
+			if cfg.ValueSize < 1 || cfg.BatchBytes < cfg.ValueSize || cfg.Loaders < 1 || cfg.Restarts < 1 || cfg.Churn < 0 {
 				return errors.New("bench restart: --value-size, --loaders and --restarts must be >= 1 and --batch-bytes >= --value-size")
 			}
 			if cfg.Nodes != 1 && cfg.Nodes != 3 {
@@ -111,6 +121,7 @@ removed afterwards, unless --dir is given.`,
 	f.IntVar(&cfg.BatchBytes, "batch-bytes", cfg.BatchBytes, "approximate bytes per load batch")
 	f.IntVar(&cfg.Loaders, "loaders", cfg.Loaders, "concurrent load batches")
 	f.IntVar(&cfg.Restarts, "restarts", cfg.Restarts, "restarts to measure")
+	f.IntVar(&cfg.Churn, "churn", 0, "single-key Puts after the load, then a checkpoint on every node (compacts the load out of the raft log)")
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "1: restart the node of a single-node cluster; 3: restart a follower of a three-node cluster")
 	f.BoolVar(&cfg.Kill, "kill", false, "stop with SIGKILL (crash) instead of SIGTERM")
 	f.StringVar(&cfg.Dir, "dir", "", "data directory (default: a temporary one, removed afterwards)")
@@ -196,8 +207,16 @@ func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*re
 	}
 	res.LoadSec = time.Since(t0).Seconds()
 	res.LoadMBps = float64(cfg.Size) / 1e6 / res.LoadSec
+	if cfg.Churn > 0 {
+		fmt.Fprintf(log, "churn: %d puts, then a checkpoint on every node...\n", cfg.Churn)
+		if err := churn(ctx, c, nodes, cfg.Churn); err != nil {
+			return nil, fmt.Errorf("bench restart: churn: %w", err)
+		}
+		res.ChurnPuts = cfg.Churn
+	}
 
 	latestKey := []byte("bench/restart/latest")
+	var restarted []*restartNode
 	for i := range cfg.Restarts {
 		latest := fmt.Appendf(nil, "latest-%d-%d", i, time.Now().UnixNano())
 		if _, err := c.Put(ctx, latestKey, latest); err != nil {
@@ -207,6 +226,7 @@ func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*re
 		if err != nil {
 			return nil, err
 		}
+		restarted = append(restarted, n)
 		if cfg.Nodes > 1 {
 			// Every node has the latest value before the follower stops.
 			for _, o := range nodes {
@@ -246,7 +266,40 @@ func runRestartBench(ctx context.Context, cfg restartConfig, log io.Writer) (*re
 			return nil, err
 		}
 	}
+	if len(restarted) > 0 {
+		res.DataDirAfter = dirSize(restarted[len(restarted)-1].dir)
+	}
 	return res, nil
+}
+
+// churn writes n single-key Puts from 4 clients, then takes a checkpoint
+// on every node (each compacts its own log).
+func churn(ctx context.Context, c *api.Client, nodes []*restartNode, n int) error {
+	const workers = 4
+	var next atomic.Int64
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	val := bytes.Repeat([]byte("c"), 128)
+	for w := range workers {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				if _, err := c.Put(ctx, fmt.Appendf(nil, "bench/restart/churn/%08d", i%1000), val); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, nd := range nodes {
+		if _, err := c.CreateCheckpoint(ctx, nd.id); err != nil {
+			return fmt.Errorf("checkpoint on %s: %w", nd.id, err)
+		}
+	}
+	return nil
 }
 
 // pickRestarted returns the node to restart: the only one, or one that is
@@ -430,8 +483,14 @@ func printRestart(w io.Writer, r *restartResult) {
 	if r.Nodes > 1 {
 		what = fmt.Sprintf("a follower of %d nodes", r.Nodes)
 	}
-	fmt.Fprintf(w, "restart to ready of %s: %s of state (%d values of %d bytes; data dir %s), stop by %s\n",
-		what, humanBytes(r.SizeBytes), r.Keys, r.ValueSize, humanBytes(r.DataDirBytes), r.Stop)
+	churn := ""
+	if r.ChurnPuts > 0 {
+		churn = fmt.Sprintf(", %d puts after it", r.ChurnPuts)
+	}
+	fmt.Fprintf(w, "restart to ready of %s: %s of state (%d values of %d bytes%s), stop by %s\n",
+		what, humanBytes(r.SizeBytes), r.Keys, r.ValueSize, churn, r.Stop)
+	fmt.Fprintf(w, "  data dir                    %s before the first restart, %s after the last\n",
+		humanBytes(r.DataDirBytes), humanBytes(r.DataDirAfter))
 	fmt.Fprintf(w, "  load                        %.1fs (%.1f MB/s)\n", r.LoadSec, r.LoadMBps)
 	row := func(name string, xs []float64) {
 		parts := make([]string, len(xs))

@@ -78,6 +78,7 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 	f.Int64Var(&cfg.Raft.LogCacheBytes, "log-cache-bytes", cfg.Raft.LogCacheBytes, "memory for recent raft log entries kept for replication (at most 2×max-append-entries of them; at least 1 MiB)")
 	f.BoolVar(&cfg.Raft.LogNoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes are NOT durable)")
 	f.StringVar(&cfg.Raft.LogStore, "log-store", cfg.Raft.LogStore, "raft log store: bolt (raft-boltdb) or wal (raft-wal: faster, but see raftnode.LogStoreWAL for a known restart defect); fixed when a node is created")
+	f.BoolVar(&cfg.Raft.CompactLogAtOpen, "compact-log-at-open", cfg.Raft.CompactLogAtOpen, "at start, rewrite the bolt raft log without its free pages when that frees at least 64 MiB and copies at most 64 MiB (bbolt never shrinks its file; after a bulk load it keeps the load's size)")
 	f.IntVar(&cfg.BlockProfileRate, "block-profile-rate", 0, "sample goroutine blocking events (runtime.SetBlockProfileRate, nanoseconds; 0 off) for /debug/pprof/block")
 	f.IntVar(&cfg.MutexProfileFraction, "mutex-profile-fraction", 0, "sample 1/N mutex contention events for /debug/pprof/mutex (0 off)")
 	f.BoolVar(&cfg.CoalesceWrites, "coalesce-writes", cfg.CoalesceWrites, "let concurrent plain puts and deletes share one raft log entry")
