@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,9 +14,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/internal/tlsconf"
 )
 
 // Client errors. Every error the client returns wraps one of these (when
@@ -56,6 +60,9 @@ type ClientConfig struct {
 	BackoffMin  time.Duration
 	BackoffMax  time.Duration
 	Logger      *slog.Logger
+	// TLS, if set, connects over TLS (TLSFromFiles builds one from PEM
+	// files); nil: plaintext.
+	TLS *tls.Config
 }
 
 // DefaultClientConfig returns defaults for endpoints.
@@ -136,7 +143,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, transportCredentials(c.cfg.TLS))
 	if err != nil {
 		return nil, err
 	}
@@ -280,4 +287,23 @@ func (c *Client) wrap(err error, policy retryPolicy, sent bool) error {
 		return &clientError{ErrUnavailable, err}
 	}
 	return err
+}
+
+// transportCredentials is TLS with cfg, or plaintext when cfg is nil.
+func transportCredentials(cfg *tls.Config) grpc.DialOption {
+	if cfg == nil {
+		return grpc.WithTransportCredentials(insecure.NewCredentials())
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
+}
+
+// TLSFromFiles returns a client TLS configuration from PEM files: the CA
+// that signed the nodes' certificates and, for nodes run with
+// --tls-client-auth, this client's certificate and key ("" for none).
+func TLSFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
+	c, err := tlsconf.Client(caFile, certFile, keyFile)
+	if err == nil && c == nil {
+		err = errors.New("cairn client: TLS needs at least the CA file")
+	}
+	return c, err
 }

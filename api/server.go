@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +12,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/cairn-db/cairn/api/cairnpb"
@@ -69,6 +69,9 @@ type Config struct {
 	// CoalesceWrites lets concurrent plain puts and deletes share one log
 	// entry (see coalescer). On by default.
 	CoalesceWrites bool
+	// PeerTLS, if set, is used to connect to other members (forwarded
+	// calls, status); nil: plaintext.
+	PeerTLS *tls.Config
 }
 
 // DefaultConfig returns defaults.
@@ -157,7 +160,7 @@ func (s *Server) peerConn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := s.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, transportCredentials(s.cfg.PeerTLS))
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,8 @@
 # across three network namespaces with their own addresses (10.0.0.1-3, as
 # in the example): writes through a follower, reads from every node, a
 # leader stopped with SIGTERM and started again with the same command, and
-# a member replaced by a new machine that joins (CAIRN_JOIN).
+# a member replaced by a new machine that joins (CAIRN_JOIN); then a new
+# cluster with TLS and client certificates made by deploy/certs.sh.
 #
 # Needs root (ip netns, veth, a bridge); .ci/run runs it. Nothing outside
 # the namespaces it creates is touched; they are removed on exit.
@@ -103,7 +104,8 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     sleep 0.2
   done
 }
-cli() { hub "$bin" --endpoints 10.0.0.1:7101,10.0.0.2:7101,10.0.0.3:7101 --timeout 20s "$@"; }
+tlsflags=()   # the CLI's TLS flags, set for the TLS phase
+cli() { hub "$bin" --endpoints 10.0.0.1:7101,10.0.0.2:7101,10.0.0.3:7101 --timeout 20s "${tlsflags[@]}" "$@"; }
 leader_of() { cli cluster status -o json | python3 -c 'import json,sys; print(next(m["id"] for m in json.load(sys.stdin)["nodes"] if m["role"]=="leader"))'; }
 has_leader() { cli cluster status -o json | python3 -c 'import json,sys; sys.exit(0 if any(m["role"]=="leader" for m in json.load(sys.stdin)["nodes"]) else 1)'; }
 # every node's gRPC address as announced, from the replicated state
@@ -168,4 +170,36 @@ v=$(hub "$bin" --endpoints 10.0.0.4:7101 get deploy/key --consistency stale)
 for i in 1 2 4; do kill -TERM "${pids[$i]}"; done
 for i in 1 2 4; do wait "${pids[$i]}" || fail "n$i exited with status $? after SIGTERM"; done
 pids=()
-step "ok: the unit verifies; three namespaces ran the unit's ExecStart; failover, restart and a replaced member work"
+
+step "TLS: certificates from deploy/certs.sh, the example's TLS lines uncommented, a new cluster"
+deploy/certs.sh "$work/tls" n1=10.0.0.1 n2=10.0.0.2 n3=10.0.0.3 client:ops >/dev/null
+for i in 1 2 3; do
+  node_env "$i"
+  sed -i -e "s|^CAIRN_DATA_DIR=.*|CAIRN_DATA_DIR=$work/tls-n$i/data|" \
+    -e "s|^#CAIRN_TLS_CA=.*|CAIRN_TLS_CA=$work/tls/ca.pem|" \
+    -e "s|^#CAIRN_TLS_CERT=.*|CAIRN_TLS_CERT=$work/tls/n$i.pem|" \
+    -e "s|^#CAIRN_TLS_KEY=.*|CAIRN_TLS_KEY=$work/tls/n$i-key.pem|" \
+    -e "s|^#CAIRN_TLS_CLIENT_AUTH=.*|CAIRN_TLS_CLIENT_AUTH=true|" "$work/n$i.env"
+  grep -q "^CAIRN_TLS_CLIENT_AUTH=true" "$work/n$i.env" || fail "the example's TLS lines are not where the README says"
+  start "$i"
+done
+for i in 1 2 3; do wait_for 60 "n$i /readyz (TLS)" ready "$i"; done
+tlsflags=(--cacert "$work/tls/ca.pem" --cert "$work/tls/ops.pem" --key "$work/tls/ops-key.pem")
+wait_for 30 "one leader and two followers at 10.0.0.1-3 (TLS)" formed
+leader=$(leader_of)
+follower=n1; [ "$leader" = n1 ] && follower=n2
+hub "$bin" --endpoints "10.0.0.${follower#n}:7101" "${tlsflags[@]}" put deploy/tls yes >/dev/null || fail "put via $follower over TLS"
+for i in 1 2 3; do
+  v=$(hub "$bin" --endpoints "10.0.0.$i:7101" "${tlsflags[@]}" get deploy/tls) || fail "get from n$i over TLS"
+  [ "$v" = yes ] || fail "n$i read '$v' over TLS, want yes"
+done
+if out=$(hub "$bin" --endpoints 10.0.0.1:7101 --timeout 2s get deploy/tls 2>&1); then
+  fail "a plaintext client read from a TLS cluster: $out"
+fi
+if out=$(hub "$bin" --endpoints 10.0.0.1:7101 --timeout 2s --cacert "$work/tls/ca.pem" get deploy/tls 2>&1); then
+  fail "a client without a certificate read from a cluster that requires one: $out"
+fi
+for i in 1 2 3; do kill -TERM "${pids[$i]}"; done
+for i in 1 2 3; do wait "${pids[$i]}" || fail "n$i exited with status $? after SIGTERM"; done
+pids=()
+step "ok: the unit verifies; three namespaces ran the unit's ExecStart; failover, restart, a replaced member and TLS work"

@@ -5,6 +5,7 @@ package main
 // client errors into one clear line.
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/cairn-db/cairn/api"
 	pb "github.com/cairn-db/cairn/api/cairnpb"
+	"github.com/cairn-db/cairn/internal/tlsconf"
 )
 
 // endpoints returns --endpoints, else $CAIRN_ENDPOINTS, else the defaults.
@@ -55,7 +57,30 @@ func newClient(cmd *cobra.Command) (*api.Client, error) {
 		cfg.AttemptTimeout = min(cfg.AttemptTimeout, d)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	tlsCfg, err := clientTLS(cmd)
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLS = tlsCfg
 	return api.NewClient(cfg)
+}
+
+// usesTLS reports whether the command connects over TLS.
+func usesTLS(cmd *cobra.Command) bool {
+	c, err := clientTLS(cmd)
+	return err == nil && c != nil
+}
+
+// clientTLS is the TLS configuration from --cacert, --cert and --key (else
+// $CAIRN_CACERT, $CAIRN_CERT, $CAIRN_KEY); nil when none is set.
+func clientTLS(cmd *cobra.Command) (*tls.Config, error) {
+	get := func(name string) string {
+		if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
+			return f.Value.String()
+		}
+		return os.Getenv("CAIRN_" + strings.ToUpper(name))
+	}
+	return tlsconf.Client(get("cacert"), get("cert"), get("key"))
 }
 
 // parseConsistency maps a flag value to the protobuf enum.
@@ -101,8 +126,18 @@ func clientErr(cmd *cobra.Command, what string, err error) error {
 	switch {
 	case errors.Is(err, api.ErrUnknownOutcome):
 		msg += "; the write may or may not have been applied"
+	case st.Code() == codes.Unavailable && (strings.Contains(st.Message(), "tls:") || strings.Contains(st.Message(), "x509:")):
+		msg += "; the TLS handshake failed: check --cacert, --cert and --key against the nodes' --tls-ca and --tls-client-auth"
+	case st.Code() == codes.Unavailable && strings.Contains(st.Message(), "server preface") && !usesTLS(cmd):
+		// A plaintext client talking to a TLS port reads no HTTP/2 preface.
+		msg += "; the nodes may require TLS: set --cacert (and --cert, --key if they require client certificates)"
 	case st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded:
 		msg += fmt.Sprintf("; is the cluster running? endpoints: %s (set --endpoints or CAIRN_ENDPOINTS)", strings.Join(endpoints(cmd), ","))
+		if c, err := clientTLS(cmd); err == nil && c != nil && len(c.Certificates) == 0 {
+			// TLS 1.3 reports a refused client certificate after the
+			// handshake, often as a broken connection.
+			msg += "; if the nodes run with --tls-client-auth, they need a client certificate: set --cert and --key"
+		}
 	}
 	return errors.New(msg)
 }

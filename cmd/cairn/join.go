@@ -11,7 +11,15 @@ import (
 
 // joinCluster asks the cluster reachable at addr to add this node as a voter.
 func joinCluster(ctx context.Context, addr string, cfg node.Config, grpcAddr string) error {
-	c, err := api.NewClient(api.DefaultClientConfig(addr))
+	ccfg := api.DefaultClientConfig(addr)
+	tlsCfgs, err := cfg.TLS.Load()
+	if err != nil {
+		return err
+	}
+	if tlsCfgs != nil {
+		ccfg.TLS = tlsCfgs.PeerClient // the node's own certificate, as for any call between members
+	}
+	c, err := api.NewClient(ccfg)
 	if err != nil {
 		return err
 	}

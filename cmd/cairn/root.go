@@ -19,6 +19,9 @@ func newRootCmd() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringSlice("endpoints", nil, "gRPC addresses of cluster members, comma separated (default: $CAIRN_ENDPOINTS, else 127.0.0.1:7101,7102,7103)")
 	pf.Duration("timeout", 30*time.Second, "how long one client call may retry before giving up")
+	pf.String("cacert", "", "TLS: CA bundle that signed the nodes' certificates (default: $CAIRN_CACERT; unset: plaintext)")
+	pf.String("cert", "", "TLS: client certificate, for nodes run with --tls-client-auth (default: $CAIRN_CERT)")
+	pf.String("key", "", "TLS: the client certificate's key (default: $CAIRN_KEY)")
 	root.AddCommand(newServeCmd())
 	for _, add := range extraCommands {
 		root.AddCommand(add())

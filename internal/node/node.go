@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/cairn-db/cairn/api"
 	"github.com/cairn-db/cairn/fsm"
+	"github.com/cairn-db/cairn/internal/tlsconf"
 	"github.com/cairn-db/cairn/raftnode"
 	"github.com/cairn-db/cairn/snapshot"
 )
@@ -62,7 +64,11 @@ type Config struct {
 	RecoveryTarget time.Duration
 	// RaftStream, if set, replaces the TCP raft listener (fault tests).
 	RaftStream raft.StreamLayer
-	Logger     *slog.Logger
+	// TLS, if enabled, encrypts and authenticates the gRPC port, raft
+	// (wrapping RaftStream or the TCP listener) and every connection to
+	// other members. The HTTP endpoints stay plaintext.
+	TLS    tlsconf.Node
+	Logger *slog.Logger
 	// BlockProfileRate and MutexProfileFraction, when > 0, turn on the
 	// runtime's block and mutex profiles served at /debug/pprof/block and
 	// /debug/pprof/mutex (process-wide settings; off by default).
@@ -120,6 +126,10 @@ func Start(cfg Config) (n *Node, err error) {
 			started.Stop()
 		}
 	}()
+	tlsCfgs, err := cfg.TLS.Load()
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	// Listen first so that advertised addresses are known (port 0), and so
 	// that no step can fail once goroutines are running.
 	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -137,7 +147,11 @@ func Start(cfg Config) (n *Node, err error) {
 	// Checkpoints: Pebble checkpoints + manifests in a content-addressed
 	// store beside the state (same filesystem: hard links), shipped to
 	// followers file by file over gRPC (snapshot/DESIGN.md).
-	n.fetcher = snapshot.NewGRPCFetcher(grpc.WithTransportCredentials(insecure.NewCredentials()))
+	peerCreds := insecure.NewCredentials()
+	if tlsCfgs != nil {
+		peerCreds = credentials.NewTLS(tlsCfgs.PeerClient)
+	}
+	n.fetcher = snapshot.NewGRPCFetcher(grpc.WithTransportCredentials(peerCreds))
 	scfg := snapshot.DefaultConfig(filepath.Join(cfg.DataDir, "snapshots"), cfg.NodeID, grpcAdv)
 	scfg.Fetcher, scfg.Logger = n.fetcher, n.log
 	if cfg.RetainCheckpoints > 0 {
@@ -173,6 +187,21 @@ func Start(cfg Config) (n *Node, err error) {
 	rc.NodeID, rc.Dir, rc.RaftAddr, rc.AdvertiseAddr = cfg.NodeID, filepath.Join(cfg.DataDir, "raft"), cfg.RaftAddr, cfg.RaftAdvertise
 	rc.GRPCAddr, rc.Bootstrap, rc.Logger, rc.StreamLayer = grpcAdv, cfg.Bootstrap, n.log, cfg.RaftStream
 	rc.SnapshotStore = n.Snapshots
+	if tlsCfgs != nil {
+		if rc.StreamLayer == nil {
+			tcp, lerr := raftnode.NewTCPStreamLayer(cfg.RaftAddr, cfg.RaftAdvertise)
+			if lerr != nil {
+				return nil, fmt.Errorf("node: listen raft %s: %w", cfg.RaftAddr, lerr)
+			}
+			rc.StreamLayer = tcp
+			defer func() {
+				if err != nil {
+					tcp.Close() // raftnode.New failed before its transport owned it
+				}
+			}()
+		}
+		rc.StreamLayer = raftnode.NewTLSStreamLayer(rc.StreamLayer, tlsCfgs.PeerServer, tlsCfgs.PeerClient)
+	}
 	if n.Raft, err = raftnode.New(rc, timed); err != nil {
 		return nil, err
 	}
@@ -181,6 +210,9 @@ func Start(cfg Config) (n *Node, err error) {
 	acfg := api.DefaultConfig()
 	acfg.NodeID, acfg.GRPCAddr, acfg.Limits, acfg.Logger = cfg.NodeID, grpcAdv, cfg.Limits, n.log
 	acfg.CoalesceWrites = cfg.CoalesceWrites
+	if tlsCfgs != nil {
+		acfg.PeerTLS = tlsCfgs.PeerClient
+	}
 	if n.API, err = api.NewServer(acfg, n.Raft, n.FSM); err != nil {
 		return nil, err
 	}
@@ -193,8 +225,12 @@ func Start(cfg Config) (n *Node, err error) {
 		}
 	}
 	metrics := newGRPCMetrics(n.registry)
-	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(metrics.unary, n.API.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(n.API.StreamInterceptor()), grpc.MaxRecvMsgSize(8<<20))
+	gopts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(metrics.unary, n.API.UnaryInterceptor()),
+		grpc.ChainStreamInterceptor(n.API.StreamInterceptor()), grpc.MaxRecvMsgSize(8 << 20)}
+	if tlsCfgs != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsCfgs.GRPCServer)))
+	}
+	n.grpc = grpc.NewServer(gopts...)
 	n.API.Register(n.grpc)
 	snapshot.NewServer(n.Snapshots).Register(n.grpc)
 	n.health = health.NewServer()

@@ -5,6 +5,7 @@ package testcluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -42,6 +43,8 @@ type Cluster struct {
 	Members []*Member
 	peers   []raftnode.Peer
 	Tune    func(*node.Config)
+	// ClientTLS, if set, is what Client connects with (nodes run with TLS).
+	ClientTLS *tls.Config
 }
 
 // FastRaft shortens raft timeouts for tests.
@@ -144,6 +147,7 @@ func (c *Cluster) Endpoints() []string {
 func (c *Cluster) Client() *api.Client {
 	c.t.Helper()
 	cfg := api.DefaultClientConfig(c.Endpoints()...)
+	cfg.TLS = c.ClientTLS
 	cl, err := api.NewClient(cfg)
 	if err != nil {
 		c.t.Fatalf("client: %v", err)

@@ -1,0 +1,117 @@
+// Package tlsconf loads the TLS settings of a node and of its clients from
+// PEM files. One certificate per node serves both directions: clients and
+// members verify it when they connect, and members present it when the node
+// connects to them (raft, forwarded calls, checkpoint files), so it needs
+// both the serverAuth and clientAuth extended key usages and the node's
+// advertised host names or IPs as subject alternative names.
+package tlsconf
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Node is a node's TLS configuration. The zero value is plaintext.
+type Node struct {
+	CAFile   string // CA bundle that signs every member's certificate (and clients', with ClientAuth)
+	CertFile string // this node's certificate, PEM
+	KeyFile  string // its private key, PEM
+	// ClientAuth requires clients of the gRPC port to present a
+	// certificate signed by the CA. Raft connections always require one.
+	ClientAuth bool
+}
+
+// Enabled reports whether any TLS setting is given.
+func (n Node) Enabled() bool {
+	return n.CAFile != "" || n.CertFile != "" || n.KeyFile != "" || n.ClientAuth
+}
+
+// Validate reports an incomplete configuration.
+func (n Node) Validate() error {
+	if !n.Enabled() {
+		return nil
+	}
+	if n.CAFile == "" || n.CertFile == "" || n.KeyFile == "" {
+		return errors.New("tls: a node needs all of the CA, certificate and key files (--tls-ca, --tls-cert, --tls-key)")
+	}
+	return nil
+}
+
+// Configs are the TLS configurations a node uses.
+type Configs struct {
+	GRPCServer *tls.Config // the gRPC port
+	PeerServer *tls.Config // the raft port: members must present a certificate
+	PeerClient *tls.Config // connections to members: raft, forwarding, checkpoint files
+}
+
+// Load reads the files; it returns nil, nil when TLS is off.
+func (n Node) Load() (*Configs, error) {
+	if !n.Enabled() {
+		return nil, nil
+	}
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	pool, err := loadCA(n.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(n.CertFile, n.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: certificate %s, key %s: %w", n.CertFile, n.KeyFile, err)
+	}
+	clientAuth := tls.VerifyClientCertIfGiven
+	if n.ClientAuth {
+		clientAuth = tls.RequireAndVerifyClientCert
+	}
+	certs := []tls.Certificate{cert}
+	return &Configs{
+		GRPCServer: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: certs, ClientCAs: pool, ClientAuth: clientAuth},
+		PeerServer: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: certs, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert},
+		PeerClient: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: certs, RootCAs: pool},
+	}, nil
+}
+
+// Client returns the TLS configuration of a client that verifies the
+// cluster's certificates against caFile and, if certFile is given,
+// presents that certificate (for nodes run with ClientAuth). It returns
+// nil, nil when all three are empty (plaintext).
+func Client(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if caFile == "" {
+		return nil, errors.New("tls: a client needs the CA file that signed the nodes' certificates (--cacert)")
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("tls: a client certificate needs its key and the other way round (--cert, --key)")
+	}
+	pool, err := loadCA(caFile)
+	if err != nil {
+		return nil, err
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: certificate %s, key %s: %w", certFile, keyFile, err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+func loadCA(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("tls: CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls: CA file %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}

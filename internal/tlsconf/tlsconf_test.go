@@ -1,0 +1,89 @@
+package tlsconf_test
+
+import (
+	"crypto/tls"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairn-db/cairn/internal/testcerts"
+	"github.com/cairn-db/cairn/internal/tlsconf"
+)
+
+func TestNodeAndClientConfigs(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := testcerts.NewCA(dir, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ca.Issue("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		node    tlsconf.Node
+		wantErr string // "" = loads
+		off     bool
+	}{
+		{name: "off", node: tlsconf.Node{}, off: true},
+		{name: "complete", node: tlsconf.Node{CAFile: ca.CAFile, CertFile: p.CertFile, KeyFile: p.KeyFile}},
+		{name: "client auth", node: tlsconf.Node{CAFile: ca.CAFile, CertFile: p.CertFile, KeyFile: p.KeyFile, ClientAuth: true}},
+		{name: "no CA", node: tlsconf.Node{CertFile: p.CertFile, KeyFile: p.KeyFile}, wantErr: "--tls-ca"},
+		{name: "no key", node: tlsconf.Node{CAFile: ca.CAFile, CertFile: p.CertFile}, wantErr: "--tls-key"},
+		{name: "client auth alone", node: tlsconf.Node{ClientAuth: true}, wantErr: "--tls-cert"},
+		{name: "CA not PEM", node: tlsconf.Node{CAFile: notPEM, CertFile: p.CertFile, KeyFile: p.KeyFile}, wantErr: "no PEM certificate"},
+		{name: "key of another cert", node: tlsconf.Node{CAFile: ca.CAFile, CertFile: p.CertFile, KeyFile: ca.CAFile}, wantErr: "certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfgs, err := tc.node.Load()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.off != (cfgs == nil) {
+				t.Fatalf("configs %v, off %v", cfgs, tc.off)
+			}
+			if cfgs == nil {
+				return
+			}
+			if cfgs.PeerServer.ClientAuth != tls.RequireAndVerifyClientCert {
+				t.Error("the raft listener does not require client certificates")
+			}
+			want := tls.VerifyClientCertIfGiven
+			if tc.node.ClientAuth {
+				want = tls.RequireAndVerifyClientCert
+			}
+			if cfgs.GRPCServer.ClientAuth != want {
+				t.Errorf("gRPC client auth %v, want %v", cfgs.GRPCServer.ClientAuth, want)
+			}
+			if len(cfgs.PeerClient.Certificates) != 1 || cfgs.PeerClient.RootCAs == nil {
+				t.Error("connections to members neither present the node's certificate nor verify theirs")
+			}
+		})
+	}
+
+	if c, err := tlsconf.Client("", "", ""); c != nil || err != nil {
+		t.Fatalf("no files: %v, %v; want plaintext", c, err)
+	}
+	if _, err := tlsconf.Client("", p.CertFile, p.KeyFile); err == nil || !strings.Contains(err.Error(), "--cacert") {
+		t.Fatalf("certificate without CA: %v", err)
+	}
+	if _, err := tlsconf.Client(ca.CAFile, p.CertFile, ""); err == nil || !strings.Contains(err.Error(), "--key") {
+		t.Fatalf("certificate without key: %v", err)
+	}
+	c, err := tlsconf.Client(ca.CAFile, p.CertFile, p.KeyFile)
+	if err != nil || len(c.Certificates) != 1 || c.RootCAs == nil {
+		t.Fatalf("client with certificate: %+v, %v", c, err)
+	}
+}
