@@ -43,7 +43,7 @@ func TestTLSCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ClientTLS, err = tlsconf.Client(ca.CAFile, clientCert.CertFile, clientCert.KeyFile); err != nil {
+	if c.ClientTLS, err = api.TLSFromFiles(ca.CAFile, clientCert.CertFile, clientCert.KeyFile); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
