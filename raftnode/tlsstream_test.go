@@ -13,10 +13,7 @@ import (
 
 func tlsLayer(t *testing.T, ca *testcerts.CA, name string) *TLSStreamLayer {
 	t.Helper()
-	p, err := ca.Issue(name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := ca.MustIssue(t, name)
 	cfgs, err := tlsconf.Node{CAFile: ca.CAFile, CertFile: p.CertFile, KeyFile: p.KeyFile}.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -32,15 +29,7 @@ func tlsLayer(t *testing.T, ca *testcerts.CA, name string) *TLSStreamLayer {
 // Members whose certificates the same CA signed talk; a peer with a
 // certificate from another CA is refused in both directions.
 func TestTLSStreamLayer(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := testcerts.NewCA(dir, "cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := testcerts.NewCA(dir, "other")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, other := testcerts.MustCA(t, "cluster"), testcerts.MustCA(t, "other")
 	a, b, stranger := tlsLayer(t, ca, "a"), tlsLayer(t, ca, "b"), tlsLayer(t, other, "stranger")
 
 	got := make(chan []byte, 1)
@@ -70,27 +59,19 @@ func TestTLSStreamLayer(t *testing.T) {
 	}
 	c.Close()
 
-	// A stranger dialling a member: the stranger cannot verify b's
-	// certificate, and b would not accept the stranger's.
-	go func() {
-		if c, err := b.Accept(); err == nil {
-			_, _ = io.ReadFull(c, make([]byte, 1))
+	// refused: from dials to; the handshake must fail.
+	refused := func(what string, from, to *TLSStreamLayer) {
+		go func() {
+			if c, err := to.Accept(); err == nil {
+				_, _ = io.ReadFull(c, make([]byte, 1))
+				c.Close()
+			}
+		}()
+		if c, err := from.Dial(raft.ServerAddress(to.Addr().String()), 5*time.Second); err == nil {
 			c.Close()
+			t.Fatalf("%s: the handshake completed", what)
 		}
-	}()
-	if c, err := stranger.Dial(raft.ServerAddress(b.Addr().String()), 5*time.Second); err == nil {
-		c.Close()
-		t.Fatal("a peer with another CA's certificate completed a handshake with a member")
 	}
-	// A member dialling a stranger: refused by the member.
-	go func() {
-		if c, err := stranger.Accept(); err == nil {
-			_, _ = io.ReadFull(c, make([]byte, 1))
-			c.Close()
-		}
-	}()
-	if c, err := a.Dial(raft.ServerAddress(stranger.Addr().String()), 5*time.Second); err == nil {
-		c.Close()
-		t.Fatal("a member completed a handshake with a peer holding another CA's certificate")
-	}
+	refused("a stranger dialling a member", stranger, b)
+	refused("a member dialling a stranger", a, stranger)
 }

@@ -14,19 +14,8 @@ import (
 // reaches every member over TLS); without them it fails with a message
 // that says what is missing.
 func TestCLITLS(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := testcerts.NewCA(dir, "cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeCert, err := ca.Issue("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientCert, err := ca.Issue("client")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := testcerts.MustCA(t, "cluster")
+	nodeCert, clientCert := ca.MustIssue(t, "node"), ca.MustIssue(t, "client")
 	c := startProcCluster(t, 3, "--tls-ca", ca.CAFile, "--tls-cert", nodeCert.CertFile, "--tls-key", nodeCert.KeyFile, "--tls-client-auth")
 	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
 	env := []string{"CAIRN_CACERT=" + ca.CAFile, "CAIRN_CERT=" + clientCert.CertFile, "CAIRN_KEY=" + clientCert.KeyFile}

@@ -22,27 +22,14 @@ import (
 // refused and write nothing; a follower that missed the log catches up by
 // fetching checkpoint files from the leader over TLS.
 func TestTLSCluster(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := testcerts.NewCA(dir, "cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := testcerts.NewCA(dir, "other")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, other := testcerts.MustCA(t, "cluster"), testcerts.MustCA(t, "other")
 	c := testcluster.Start(t, 3, func(cfg *node.Config) {
-		p, err := ca.Issue(cfg.NodeID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := ca.MustIssue(t, cfg.NodeID)
 		cfg.TLS = tlsconf.Node{CAFile: ca.CAFile, CertFile: p.CertFile, KeyFile: p.KeyFile, ClientAuth: true}
 		cfg.Raft.SnapshotThreshold, cfg.Raft.TrailingLogs, cfg.Raft.SnapshotInterval = 1<<40, 16, time.Hour
 	})
-	clientCert, err := ca.Issue("client")
-	if err != nil {
-		t.Fatal(err)
-	}
+	clientCert := ca.MustIssue(t, "client")
+	var err error
 	if c.ClientTLS, err = api.TLSFromFiles(ca.CAFile, clientCert.CertFile, clientCert.KeyFile); err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +60,7 @@ func TestTLSCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	strangerCert, err := other.Issue("stranger")
-	if err != nil {
-		t.Fatal(err)
-	}
+	strangerCert := other.MustIssue(t, "stranger")
 	stranger, err := tlsconf.Client(ca.CAFile, strangerCert.CertFile, strangerCert.KeyFile)
 	if err != nil {
 		t.Fatal(err)

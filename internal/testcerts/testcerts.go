@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 )
 
@@ -91,4 +92,24 @@ func (ca *CA) Issue(name string, dnsNames ...string) (Pair, error) {
 
 func writePEM(path, typ string, der []byte) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}
+
+// MustCA is NewCA in t.TempDir(), failing the test on error.
+func MustCA(t testing.TB, name string) *CA {
+	t.Helper()
+	ca, err := NewCA(t.TempDir(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// MustIssue is Issue, failing the test on error.
+func (ca *CA) MustIssue(t testing.TB, name string) Pair {
+	t.Helper()
+	p, err := ca.Issue(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
