@@ -3,7 +3,8 @@
 // members verify it when they connect, and members present it when the node
 // connects to them (raft, forwarded calls, checkpoint files), so it needs
 // both the serverAuth and clientAuth extended key usages and the node's
-// advertised host names or IPs as subject alternative names.
+// advertised host names or IPs as subject alternative names. It is read
+// again when its files change (keyPair); the CA is read at start.
 package tlsconf
 
 import (
@@ -12,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 )
 
 // Node is a node's TLS configuration. The zero value is plaintext.
@@ -59,20 +62,61 @@ func (n Node) Load() (*Configs, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, err := tls.LoadX509KeyPair(n.CertFile, n.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls: certificate %s, key %s: %w", n.CertFile, n.KeyFile, err)
+	kp := &keyPair{certFile: n.CertFile, keyFile: n.KeyFile}
+	if _, err := kp.get(); err != nil {
+		return nil, err
 	}
 	clientAuth := tls.VerifyClientCertIfGiven
 	if n.ClientAuth {
 		clientAuth = tls.RequireAndVerifyClientCert
 	}
-	certs := []tls.Certificate{cert}
+	serverCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get() }
 	return &Configs{
-		GRPCServer: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: certs, ClientCAs: pool, ClientAuth: clientAuth},
-		PeerServer: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: certs, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert},
-		PeerClient: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: certs, RootCAs: pool},
+		GRPCServer: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: serverCert, ClientCAs: pool, ClientAuth: clientAuth},
+		PeerServer: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: serverCert, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert},
+		PeerClient: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }},
 	}, nil
+}
+
+// keyPair is the node's certificate, read again when its files change, so
+// that a renewed certificate is used from the next handshake on without a
+// restart (connections are long-lived: handshakes, and so these checks,
+// are rare). A pair that does not load — the certificate replaced and the
+// key not yet — leaves the previous one in use.
+type keyPair struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	cert              *tls.Certificate
+	stamp             [2]fileStamp
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func (k *keyPair) get() (*tls.Certificate, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var stamp [2]fileStamp
+	for i, f := range []string{k.certFile, k.keyFile} {
+		if fi, err := os.Stat(f); err == nil {
+			stamp[i] = fileStamp{fi.ModTime(), fi.Size()}
+		}
+	}
+	if k.cert != nil && stamp == k.stamp {
+		return k.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		if k.cert != nil {
+			return k.cert, nil
+		}
+		return nil, fmt.Errorf("tls: certificate %s, key %s: %w", k.certFile, k.keyFile, err)
+	}
+	k.cert, k.stamp = &cert, stamp
+	return k.cert, nil
 }
 
 // Client returns the TLS configuration of a client that verifies the

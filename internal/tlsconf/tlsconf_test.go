@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-db/cairn/internal/testcerts"
 	"github.com/cairn-db/cairn/internal/tlsconf"
@@ -67,8 +68,8 @@ func TestNodeAndClientConfigs(t *testing.T) {
 			if cfgs.GRPCServer.ClientAuth != want {
 				t.Errorf("gRPC client auth %v, want %v", cfgs.GRPCServer.ClientAuth, want)
 			}
-			if len(cfgs.PeerClient.Certificates) != 1 || cfgs.PeerClient.RootCAs == nil {
-				t.Error("connections to members neither present the node's certificate nor verify theirs")
+			if cert, err := cfgs.PeerClient.GetClientCertificate(nil); err != nil || cert == nil || cfgs.PeerClient.RootCAs == nil {
+				t.Errorf("connections to members do not present the node's certificate or verify theirs: %v", err)
 			}
 		})
 	}
@@ -85,5 +86,55 @@ func TestNodeAndClientConfigs(t *testing.T) {
 	c, err := tlsconf.Client(ca.CAFile, p.CertFile, p.KeyFile)
 	if err != nil || len(c.Certificates) != 1 || c.RootCAs == nil {
 		t.Fatalf("client with certificate: %+v, %v", c, err)
+	}
+}
+
+// A renewed certificate is served from the next handshake on; a pair
+// caught half-replaced (new certificate, old key) keeps the previous one.
+func TestCertificateReloadedWhenItsFilesChange(t *testing.T) {
+	ca := testcerts.MustCA(t, "c")
+	p := ca.MustIssue(t, "n1")
+	cfgs, err := tlsconf.Node{CAFile: ca.CAFile, CertFile: p.CertFile, KeyFile: p.KeyFile}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := func() string {
+		t.Helper()
+		c, err := cfgs.GRPCServer.GetCertificate(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Leaf.SerialNumber.String()
+	}
+	first := serial()
+	if serial() != first {
+		t.Fatal("the certificate changed without its files changing")
+	}
+	renewed := ca.MustIssue(t, "n1-renewed")
+	later := time.Now().Add(2 * time.Second)
+	move := func(from, to string) {
+		t.Helper()
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(to, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move(renewed.CertFile, p.CertFile) // the key not yet
+	if got := serial(); got != first {
+		t.Fatalf("serial %s with the new certificate and the old key, want the previous %s", got, first)
+	}
+	move(renewed.KeyFile, p.KeyFile)
+	if got := serial(); got == first {
+		t.Fatal("the renewed certificate is not served after both files changed")
+	}
+	client, err := cfgs.PeerClient.GetClientCertificate(nil)
+	if err != nil || client.Leaf.SerialNumber.String() == first {
+		t.Fatalf("connections to members still present the old certificate: %v", err)
 	}
 }
