@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/cairn-db/cairn/internal/fsutil"
@@ -115,6 +116,10 @@ func compactBolt(path string) (c boltCompaction, err error) {
 		return c, err
 	}
 	defer func() {
+		if runtime.GOOS == "windows" {
+			_ = src.Close() // closed before the rename, or now on an error; a second Close is a no-op
+			return
+		}
 		if err != nil {
 			src.Close()
 			return
@@ -138,6 +143,12 @@ func compactBolt(path string) (c boltCompaction, err error) {
 	}
 	if err != nil {
 		return c, fmt.Errorf("compact %s: %w", path, err)
+	}
+	if runtime.GOOS == "windows" {
+		// Windows refuses to replace a file that is open.
+		if err = src.Close(); err != nil {
+			return c, err
+		}
 	}
 	if err = os.Rename(tmp, path); err != nil {
 		return c, err
