@@ -50,8 +50,8 @@ type boltCompaction struct {
 // openBolt opens the bolt log at path. With compact set, a file with at
 // least boltCompactMinFree of free pages and at most boltCompactMaxLive of
 // the rest is first rewritten with only its live pages and renamed over
-// path. A rewrite that fails
-// leaves the old file in place and is logged; the node opens that.
+// path. A rewrite that fails leaves the old file in place and is logged;
+// the node opens that.
 func openBolt(path string, noSync, compact bool, log *slog.Logger) (*raftboltdb.BoltStore, error) {
 	if err := os.Remove(path + boltCompactSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
