@@ -52,6 +52,9 @@ type Config struct {
 
 	// ServeArgs are added to every node's serve flags (after the harness's).
 	ServeArgs []string
+	// TLS runs the nodes with TLS between members and client certificates
+	// required; the harness's clients use a certificate of the same CA.
+	TLS bool
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer
 }
@@ -194,6 +197,9 @@ func (c Config) Args(out string) []string {
 	}
 	for _, a := range c.ServeArgs {
 		args = append(args, "--serve-arg", a)
+	}
+	if c.TLS {
+		args = append(args, "--tls")
 	}
 	return args
 }

@@ -2,6 +2,7 @@ package jepsen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -90,7 +91,7 @@ func (r *runner) run(ctx context.Context) (res *Result) {
 	cfg := r.cfg
 	start := time.Now()
 	r.sum = report.Summary{Workload: cfg.Workload, Seed: cfg.Seed, Nodes: cfg.Nodes, Clients: cfg.Clients, Rate: cfg.Rate,
-		Duration: cfg.Duration.String(), Faults: cfg.Faults, StartedAt: start, Command: cfg.Command(cfg.Out + "-rerun"),
+		Duration: cfg.Duration.String(), Faults: cfg.Faults, TLS: cfg.TLS, StartedAt: start, Command: cfg.Command(cfg.Out + "-rerun"),
 		Timeline: []nemesis.Event{}, Anomalies: []linearizability.Anomaly{}}
 	cannot := func(format string, args ...any) *Result {
 		reason := fmt.Sprintf(format, args...)
@@ -222,7 +223,7 @@ func (r *runner) setupCluster(names []string) error {
 		env = append(env, "CAIRN_FAULTS="+r.cfg.Faults)
 	}
 	cl, err := cluster.New(cluster.Config{Bin: r.bin, Dir: filepath.Join(r.out, "nodes"), Nodes: r.cfg.Nodes,
-		Env: env, ServeArgs: r.cfg.serveArgs(), Cgroups: r.cg, Logf: r.logf, OnExit: r.onExit})
+		Env: env, ServeArgs: r.cfg.serveArgs(), Cgroups: r.cg, Logf: r.logf, OnExit: r.onExit, TLS: r.cfg.TLS})
 	if err != nil {
 		return err
 	}
@@ -239,7 +240,7 @@ func (r *runner) setupCluster(names []string) error {
 			latencyErr = netfault.LatencyProbe(nil)
 		}
 	}
-	admin, err := api.NewClient(adminConfig(cl.Endpoints()))
+	admin, err := api.NewClient(adminConfig(cl.Endpoints(), cl.ClientTLS()))
 	if err != nil {
 		return err
 	}
@@ -248,8 +249,9 @@ func (r *runner) setupCluster(names []string) error {
 	return nil
 }
 
-func adminConfig(eps []string) api.ClientConfig {
+func adminConfig(eps []string, tlsCfg *tls.Config) api.ClientConfig {
 	c := api.DefaultClientConfig(eps...)
+	c.TLS = tlsCfg
 	c.AttemptTimeout, c.RetryBudget = 2*time.Second, 10*time.Second
 	c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return c
@@ -303,7 +305,7 @@ func (r *runner) drive(ctx context.Context) ([]client.Record, error) {
 		nodes = append(nodes, client.Node{ID: n.ID, Addr: n.GRPCAddr})
 		ids = append(ids, n.ID)
 	}
-	pool, err := client.NewPool(rec, nodes, cfg.OpTimeout)
+	pool, err := client.NewPool(rec, nodes, cfg.OpTimeout, r.cl.ClientTLS())
 	if err != nil {
 		return nil, err
 	}

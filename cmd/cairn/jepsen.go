@@ -85,6 +85,7 @@ with --trailing-logs 64.`,
 	f.Uint64Var(&cfg.Seed, "seed", 0, "seed of the workload and fault schedule (default: random, printed)")
 	f.StringVar(&cfg.Out, "out", "", "artifacts directory (default jepsen-out/<workload>-seed<seed>)")
 	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to test (default: go build ./cmd/cairn, with -tags faultybuild when --faults is set)")
+	f.BoolVar(&cfg.TLS, "tls", false, "run the nodes with TLS between members and client certificates required (a throwaway CA in the artifacts directory); the harness's clients use TLS too")
 	f.StringVar(&cfg.Faults, "faults", "", "planted bugs to switch on (needs a faultybuild binary): skip-dedup, stale-read, ack-before-commit")
 	f.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "client timeout of one operation")
 	f.DurationVar(&cfg.Quiet, "fault-interval", cfg.Quiet, "mean pause between two faults (drawn from [½, 1½]×)")
@@ -130,7 +131,11 @@ func printJepsenResult(w io.Writer, cfg jepsen.Config, res *jepsen.Result) {
 	if verdict == "" {
 		verdict = "NOT VALIDATED"
 	}
-	fmt.Fprintf(w, "cairn jepsen: %s — %s workload, seed %d, %s, %d nodes\n", verdict, cfg.Workload, cfg.Seed, cfg.Duration, cfg.Nodes)
+	tls := ""
+	if cfg.TLS {
+		tls = ", TLS"
+	}
+	fmt.Fprintf(w, "cairn jepsen: %s — %s workload, seed %d, %s, %d nodes%s\n", verdict, cfg.Workload, cfg.Seed, cfg.Duration, cfg.Nodes, tls)
 	if s != nil {
 		fmt.Fprintf(w, "  nemeses:    %v", s.Nemeses)
 		for _, sk := range s.Skipped {

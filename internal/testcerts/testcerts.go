@@ -58,8 +58,9 @@ func NewCA(dir, name string) (*CA, error) {
 	return ca, writePEM(ca.CAFile, "CERTIFICATE", der)
 }
 
-// Issue writes name.pem and name-key.pem signed by the CA.
-func (ca *CA) Issue(name string, dnsNames ...string) (Pair, error) {
+// Issue writes name.pem and name-key.pem signed by the CA, valid for the
+// loopback addresses, localhost and hosts (IPs or DNS names).
+func (ca *CA) Issue(name string, hosts ...string) (Pair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return Pair{}, err
@@ -73,7 +74,14 @@ func (ca *CA) Issue(name string, dnsNames ...string) (Pair, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     append([]string{"localhost"}, dnsNames...),
+		DNSNames:     []string{"localhost"},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {

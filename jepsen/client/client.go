@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -34,17 +36,19 @@ type Pool struct {
 	Rec     *Recorder
 	Nodes   []Node
 	Timeout time.Duration // per operation
+	TLS     *tls.Config   // nil: plaintext
 
 	readers map[string]*api.Client
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn
 }
 
-// NewPool creates the shared clients. timeout bounds each operation.
-func NewPool(rec *Recorder, nodes []Node, timeout time.Duration) (*Pool, error) {
-	p := &Pool{Rec: rec, Nodes: nodes, Timeout: timeout, readers: map[string]*api.Client{}, conns: map[string]*grpc.ClientConn{}}
+// NewPool creates the shared clients. timeout bounds each operation;
+// tlsCfg (nil: plaintext) is what every connection uses.
+func NewPool(rec *Recorder, nodes []Node, timeout time.Duration, tlsCfg *tls.Config) (*Pool, error) {
+	p := &Pool{Rec: rec, Nodes: nodes, Timeout: timeout, TLS: tlsCfg, readers: map[string]*api.Client{}, conns: map[string]*grpc.ClientConn{}}
 	for _, n := range nodes {
-		c, err := newAPIClient(timeout, n.Addr)
+		c, err := newAPIClient(timeout, tlsCfg, n.Addr)
 		if err != nil {
 			return nil, err
 		}
@@ -53,8 +57,9 @@ func NewPool(rec *Recorder, nodes []Node, timeout time.Duration) (*Pool, error) 
 	return p, nil
 }
 
-func newAPIClient(timeout time.Duration, endpoints ...string) (*api.Client, error) {
+func newAPIClient(timeout time.Duration, tlsCfg *tls.Config, endpoints ...string) (*api.Client, error) {
 	cfg := api.DefaultClientConfig(endpoints...)
+	cfg.TLS = tlsCfg
 	cfg.AttemptTimeout = min(timeout, time.Second)
 	cfg.RetryBudget = timeout
 	cfg.BackoffMin, cfg.BackoffMax = 10*time.Millisecond, 200*time.Millisecond
@@ -68,7 +73,11 @@ func (p *Pool) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if p.TLS != nil {
+		creds = credentials.NewTLS(p.TLS)
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +116,7 @@ func (p *Pool) NewClient(id int, rng *rand.Rand) (*Client, error) {
 	for i, n := range p.Nodes {
 		eps[i] = n.Addr
 	}
-	kv, err := newAPIClient(p.Timeout, eps...)
+	kv, err := newAPIClient(p.Timeout, p.TLS, eps...)
 	if err != nil {
 		return nil, err
 	}

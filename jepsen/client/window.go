@@ -109,7 +109,7 @@ func (c *Client) StartWatch(table string, id int) (*Watcher, error) {
 	for i, n := range p.Nodes {
 		eps[i] = n.Addr
 	}
-	cli, err := newAPIClient(30*time.Second, eps...)
+	cli, err := newAPIClient(30*time.Second, p.TLS, eps...)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +23,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cairn-db/cairn/internal/testcerts"
+	"github.com/cairn-db/cairn/internal/tlsconf"
 )
 
 // Config describes the cluster to run.
@@ -44,6 +48,9 @@ type Config struct {
 	OnExit func(Exit)
 	// ReadyTimeout bounds waiting for a started node to become ready.
 	ReadyTimeout time.Duration
+	// TLS runs the nodes with TLS between members and client certificates
+	// required (a throwaway CA in Dir/tls); ClientTLS is what clients use.
+	TLS bool
 }
 
 // Exit describes a process exit the harness did not ask for.
@@ -122,9 +129,11 @@ func (n *Node) String() string { return n.ID }
 
 // Cluster is a set of nodes.
 type Cluster struct {
-	cfg   Config
-	nodes []*Node
-	st    *statusClient
+	cfg       Config
+	nodes     []*Node
+	st        *statusClient
+	tlsArgs   []string    // serve flags with Config.TLS
+	clientTLS *tls.Config // nil without Config.TLS
 }
 
 // New allocates addresses and directories; nothing is started.
@@ -144,7 +153,7 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	c := &Cluster{cfg: cfg, st: newStatusClient()}
+	c := &Cluster{cfg: cfg}
 	for i := 1; i <= cfg.Nodes; i++ {
 		ip := NodeIP(cfg.IPBase, i)
 		if err := LoopbackUsable(ip); err != nil {
@@ -167,8 +176,46 @@ func New(cfg Config) (*Cluster, error) {
 		}
 		c.nodes = append(c.nodes, n)
 	}
+	if cfg.TLS {
+		if err := c.makeCerts(); err != nil {
+			return nil, fmt.Errorf("cluster: TLS certificates: %w", err)
+		}
+	}
+	c.st = newStatusClient(c.clientTLS)
 	return c, nil
 }
+
+// makeCerts writes a CA, one certificate for every node (valid for every
+// node's IP) and a client certificate into Dir/tls.
+func (c *Cluster) makeCerts() error {
+	dir := filepath.Join(c.cfg.Dir, "tls")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ca, err := testcerts.NewCA(dir, "jepsen")
+	if err != nil {
+		return err
+	}
+	var ips []string
+	for _, n := range c.nodes {
+		ips = append(ips, n.IP)
+	}
+	node, err := ca.Issue("node", ips...)
+	if err != nil {
+		return err
+	}
+	client, err := ca.Issue("client")
+	if err != nil {
+		return err
+	}
+	c.tlsArgs = []string{"--tls-ca", ca.CAFile, "--tls-cert", node.CertFile, "--tls-key", node.KeyFile, "--tls-client-auth"}
+	c.clientTLS, err = tlsconf.Client(ca.CAFile, client.CertFile, client.KeyFile)
+	return err
+}
+
+// ClientTLS is the TLS configuration clients of this cluster use (nil
+// without Config.TLS).
+func (c *Cluster) ClientTLS() *tls.Config { return c.clientTLS }
 
 // Nodes returns every node, in index order.
 func (c *Cluster) Nodes() []*Node { return append([]*Node(nil), c.nodes...) }
@@ -240,6 +287,7 @@ func (c *Cluster) spawn(n *Node, extra ...string) error {
 	args := []string{"serve", "--node-id", n.ID, "--data-dir", n.DataDir,
 		"--raft-addr", n.RaftAddr, "--grpc-addr", n.GRPCAddr, "--http-addr", n.HTTPAddr}
 	args = append(args, extra...)
+	args = append(args, c.tlsArgs...)
 	args = append(args, c.cfg.ServeArgs...)
 	cmd := exec.Command(c.cfg.Bin, args...)
 	cmd.Env = append(os.Environ(), c.cfg.Env...)

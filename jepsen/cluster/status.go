@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/cairn-db/cairn/api/cairnpb"
@@ -24,10 +26,15 @@ type statusClient struct {
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 	http  *http.Client
+	creds credentials.TransportCredentials
 }
 
-func newStatusClient() *statusClient {
-	return &statusClient{conns: map[string]*grpc.ClientConn{}, http: &http.Client{Timeout: time.Second}}
+func newStatusClient(tlsCfg *tls.Config) *statusClient {
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	return &statusClient{conns: map[string]*grpc.ClientConn{}, http: &http.Client{Timeout: time.Second}, creds: creds}
 }
 
 func (s *statusClient) conn(addr string) (*grpc.ClientConn, error) {
@@ -36,7 +43,7 @@ func (s *statusClient) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := s.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(s.creds))
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -206,7 +207,7 @@ func (s *snapshotNemesis) Inject(ctx context.Context, env *Env, rng *rand.Rand) 
 	// Checkpoint the leader while the workload writes until its log no
 	// longer holds what the victim needs. The calls go to the leader
 	// itself: through the cut-off victim they would hang.
-	lc, err := api.NewClient(leaderOnly(l.GRPCAddr))
+	lc, err := api.NewClient(leaderOnly(l.GRPCAddr, env.Cluster.ClientTLS()))
 	if err != nil {
 		return s.describe(), err
 	}
@@ -511,8 +512,9 @@ func transferTo(ctx context.Context, env *Env, id string) (*cluster.Node, error)
 }
 
 // leaderOnly is a client configuration that talks to one node only.
-func leaderOnly(addr string) api.ClientConfig {
+func leaderOnly(addr string, tlsCfg *tls.Config) api.ClientConfig {
 	c := api.DefaultClientConfig(addr)
+	c.TLS = tlsCfg
 	c.AttemptTimeout, c.RetryBudget = 10*time.Second, 15*time.Second
 	c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return c

@@ -33,6 +33,7 @@ type Summary struct {
 	Rate     float64 `json:"rate"`
 	Duration string  `json:"duration"`
 	Faults   string  `json:"faults,omitempty"` // planted bugs (faultybuild)
+	TLS      bool    `json:"tls,omitempty"`    // nodes and clients over TLS
 	Binary   string  `json:"binary"`
 	// ServeArgs are the extra serve flags every node ran with.
 	ServeArgs []string `json:"serve_args"`
