@@ -67,6 +67,7 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 	f.StringVar(&cfg.TLS.CAFile, "tls-ca", "", "TLS: CA bundle (PEM) that signed every member's certificate; with --tls-cert and --tls-key, gRPC and raft use TLS and members verify each other")
 	f.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "TLS: this node's certificate (PEM; serverAuth and clientAuth usages, SANs for its advertised addresses)")
 	f.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "TLS: this node's private key (PEM)")
+	f.BoolVar(&cfg.HTTPTLS, "http-tls", false, "TLS: serve the HTTP endpoints (/metrics, /readyz, /debug/pprof) over TLS as well, with --tls-client-auth applying to them too")
 	f.BoolVar(&cfg.TLS.ClientAuth, "tls-client-auth", false, "TLS: require clients of the gRPC port to present a certificate signed by --tls-ca")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&cfg.Raft.HeartbeatTimeout, "heartbeat-timeout", cfg.Raft.HeartbeatTimeout, "raft heartbeat timeout")

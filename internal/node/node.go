@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,9 +67,13 @@ type Config struct {
 	RaftStream raft.StreamLayer
 	// TLS, if enabled, encrypts and authenticates the gRPC port, raft
 	// (wrapping RaftStream or the TCP listener) and every connection to
-	// other members. The HTTP endpoints stay plaintext.
-	TLS    tlsconf.Node
-	Logger *slog.Logger
+	// other members.
+	TLS tlsconf.Node
+	// HTTPTLS serves the HTTP endpoints over TLS too, with the gRPC port's
+	// configuration (client certificates required with TLS.ClientAuth).
+	// Needs TLS.
+	HTTPTLS bool
+	Logger  *slog.Logger
 	// BlockProfileRate and MutexProfileFraction, when > 0, turn on the
 	// runtime's block and mutex profiles served at /debug/pprof/block and
 	// /debug/pprof/mutex (process-wide settings; off by default).
@@ -129,6 +134,9 @@ func Start(cfg Config) (n *Node, err error) {
 	tlsCfgs, err := cfg.TLS.Load()
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
+	}
+	if cfg.HTTPTLS && tlsCfgs == nil {
+		return nil, errors.New("node: HTTP over TLS needs the node's TLS certificate (--tls-ca, --tls-cert, --tls-key)")
 	}
 	// Listen first so that advertised addresses are known (port 0), and so
 	// that no step can fail once goroutines are running.
@@ -246,8 +254,12 @@ func Start(cfg Config) (n *Node, err error) {
 	go func() { defer n.wg.Done(); n.healthLoop(ctx) }()
 	if n.httpLn != nil {
 		n.httpSrv = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		ln := n.httpLn
+		if cfg.HTTPTLS {
+			ln = tls.NewListener(ln, tlsCfgs.GRPCServer)
+		}
 		n.wg.Add(1)
-		go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(n.httpLn) }()
+		go func() { defer n.wg.Done(); _ = n.httpSrv.Serve(ln) }()
 	}
 	return n, nil
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -105,5 +107,55 @@ func TestTLSCluster(t *testing.T) {
 	}
 	if fetched == 0 {
 		t.Fatal("the follower caught up without fetching checkpoint files: the test did not exercise the fetch")
+	}
+}
+
+// With HTTPTLS the HTTP endpoints take TLS and, with ClientAuth, a client
+// certificate: a plaintext request gets no metrics, nor does a TLS client
+// without a certificate; one with a certificate does. HTTPTLS without a
+// certificate is refused at start.
+func TestHTTPOverTLS(t *testing.T) {
+	ca := testcerts.MustCA(t, "cluster")
+	nodeCert, clientCert := ca.MustIssue(t, "n1"), ca.MustIssue(t, "client")
+	cfg := node.DefaultConfig()
+	cfg.NodeID, cfg.DataDir = "n1", t.TempDir()
+	cfg.GRPCAddr, cfg.RaftAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.HTTPTLS = true
+	if n, err := node.Start(cfg); err == nil {
+		n.Stop()
+		t.Fatal("started with HTTP over TLS and no certificate")
+	}
+	cfg.TLS = tlsconf.Node{CAFile: ca.CAFile, CertFile: nodeCert.CertFile, KeyFile: nodeCert.KeyFile, ClientAuth: true}
+	n, err := node.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	get := func(url string, tlsCfg *tls.Config) (int, error) {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+		resp, err := c.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+	if code, err := get("http://"+n.HTTPAddr()+"/metrics", nil); err == nil && code == http.StatusOK {
+		t.Fatal("plaintext HTTP served the metrics")
+	}
+	noCert, err := api.TLSFromFiles(ca.CAFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := get("https://"+n.HTTPAddr()+"/metrics", noCert); err == nil && code == http.StatusOK {
+		t.Fatal("a client without a certificate got the metrics")
+	}
+	withCert, err := api.TLSFromFiles(ca.CAFile, clientCert.CertFile, clientCert.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := get("https://"+n.HTTPAddr()+"/metrics", withCert); err != nil || code != http.StatusOK {
+		t.Fatalf("metrics over TLS with a client certificate: %d, %v", code, err)
 	}
 }
