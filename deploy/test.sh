@@ -96,7 +96,9 @@ start() {
   pids[$i]=$!
 }
 
-ready() { hub curl -sf -m 1 "http://10.0.0.$1:7301/readyz" >/dev/null; }
+curlflags=()  # https and a client certificate in the TLS phase
+scheme=http
+ready() { hub curl -sf -m 1 "${curlflags[@]}" "$scheme://10.0.0.$1:7301/readyz" >/dev/null; }
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   local deadline=$(( $(date +%s) + $1 )) what=$2; shift 2
   until "$@"; do
@@ -179,11 +181,16 @@ for i in 1 2 3; do
     -e "s|^#CAIRN_TLS_CA=.*|CAIRN_TLS_CA=$work/tls/ca.pem|" \
     -e "s|^#CAIRN_TLS_CERT=.*|CAIRN_TLS_CERT=$work/tls/n$i.pem|" \
     -e "s|^#CAIRN_TLS_KEY=.*|CAIRN_TLS_KEY=$work/tls/n$i-key.pem|" \
-    -e "s|^#CAIRN_TLS_CLIENT_AUTH=.*|CAIRN_TLS_CLIENT_AUTH=true|" "$work/n$i.env"
-  grep -q "^CAIRN_TLS_CLIENT_AUTH=true" "$work/n$i.env" || fail "the example's TLS lines are not where the README says"
+    -e "s|^#CAIRN_TLS_CLIENT_AUTH=.*|CAIRN_TLS_CLIENT_AUTH=true|" \
+    -e "s|^#CAIRN_HTTP_TLS=.*|CAIRN_HTTP_TLS=true|" "$work/n$i.env"
+  grep -q "^CAIRN_HTTP_TLS=true" "$work/n$i.env" || fail "the example's TLS lines are not where the README says"
   start "$i"
 done
+scheme=https
+curlflags=(--cacert "$work/tls/ca.pem" --cert "$work/tls/ops.pem" --key "$work/tls/ops-key.pem")
 for i in 1 2 3; do wait_for 60 "n$i /readyz (TLS)" ready "$i"; done
+hub curl -sf -m 2 "http://10.0.0.1:7301/readyz" >/dev/null 2>&1 && fail "/readyz answered plaintext HTTP with --http-tls"
+hub curl -sf -m 2 --cacert "$work/tls/ca.pem" "https://10.0.0.1:7301/metrics" >/dev/null 2>&1 && fail "/metrics answered a client without a certificate"
 tlsflags=(--cacert "$work/tls/ca.pem" --cert "$work/tls/ops.pem" --key "$work/tls/ops-key.pem")
 wait_for 30 "one leader and two followers at 10.0.0.1-3 (TLS)" formed
 leader=$(leader_of)
