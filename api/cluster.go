@@ -149,14 +149,16 @@ func (s *Server) TransferLeader(ctx context.Context, req *pb.TransferLeaderReque
 }
 
 // AnnounceLoop makes sure this node's client address is in the replicated
-// state (so that others can forward to it), retrying until it is; it
-// re-checks periodically in case the state was restored from elsewhere.
+// state (so that others can forward to it), retrying every 100 ms until it
+// is (until then other members cannot reach this node's client port, and
+// `cluster status` shows it unreachable); then it re-checks every 500 ms in
+// case the state was restored from elsewhere.
 func (s *Server) AnnounceLoop(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
 	for {
+		wait := 500 * time.Millisecond
 		addrs, err := s.state.NodeAddrs()
 		if err == nil && addrs[s.cfg.NodeID] != s.cfg.GRPCAddr && s.cfg.GRPCAddr != "" {
+			wait = 100 * time.Millisecond
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err = s.Announce(cctx, &pb.AnnounceRequest{Id: s.cfg.NodeID, GrpcAddress: s.cfg.GRPCAddr})
 			cancel()
@@ -164,8 +166,10 @@ func (s *Server) AnnounceLoop(ctx context.Context) {
 				s.log.Debug("announce: will retry", "err", err)
 			}
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
