@@ -61,6 +61,11 @@ func NewCA(dir, name string) (*CA, error) {
 // Issue writes name.pem and name-key.pem signed by the CA, valid for the
 // loopback addresses, localhost and hosts (IPs or DNS names).
 func (ca *CA) Issue(name string, hosts ...string) (Pair, error) {
+	return ca.IssueFor(name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, hosts...)
+}
+
+// IssueFor is Issue with the given extended key usages.
+func (ca *CA) IssueFor(name string, usages []x509.ExtKeyUsage, hosts ...string) (Pair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return Pair{}, err
@@ -72,7 +77,7 @@ func (ca *CA) Issue(name string, hosts ...string) (Pair, error) {
 		NotBefore:    time.Now().Add(-time.Minute),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:  usages,
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		DNSNames:     []string{"localhost"},
 	}

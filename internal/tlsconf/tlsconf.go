@@ -63,8 +63,18 @@ func (n Node) Load() (*Configs, error) {
 		return nil, err
 	}
 	kp := &keyPair{certFile: n.CertFile, keyFile: n.KeyFile}
-	if _, err := kp.get(); err != nil {
+	cert, err := kp.get()
+	if err != nil {
 		return nil, err
+	}
+	leaf := cert.Leaf
+	if leaf == nil { // GODEBUG=x509keypairleaf=0
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("tls: %s: %w", n.CertFile, err)
+		}
+	}
+	if err := bothDirections(leaf); err != nil {
+		return nil, fmt.Errorf("tls: %s: %w", n.CertFile, err)
 	}
 	clientAuth := tls.VerifyClientCertIfGiven
 	if n.ClientAuth {
@@ -77,6 +87,25 @@ func (n Node) Load() (*Configs, error) {
 		PeerClient: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool,
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }},
 	}, nil
+}
+
+// bothDirections checks that a node's certificate may be used to accept
+// connections and to open them: members connect to each other with it. A
+// server-only certificate, as many CAs issue by default, would otherwise
+// fail every raft connection with "incompatible key usage".
+func bothDirections(c *x509.Certificate) error {
+	if len(c.ExtKeyUsage) == 0 {
+		return nil // no restriction
+	}
+	var server, client bool
+	for _, u := range c.ExtKeyUsage {
+		server = server || u == x509.ExtKeyUsageServerAuth || u == x509.ExtKeyUsageAny
+		client = client || u == x509.ExtKeyUsageClientAuth || u == x509.ExtKeyUsageAny
+	}
+	if !server || !client {
+		return errors.New("a node's certificate needs both the serverAuth and clientAuth extended key usages (members connect to each other with it)")
+	}
+	return nil
 }
 
 // keyPair is the node's certificate, read again when its files change, so

@@ -2,6 +2,7 @@ package tlsconf_test
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,10 @@ func TestNodeAndClientConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serverOnly, err := ca.IssueFor("server-only", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth})
+	if err != nil {
+		t.Fatal(err)
+	}
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
 		t.Fatal(err)
@@ -39,6 +44,7 @@ func TestNodeAndClientConfigs(t *testing.T) {
 		{name: "no key", node: tlsconf.Node{CAFile: ca.CAFile, CertFile: p.CertFile}, wantErr: "--tls-key"},
 		{name: "client auth alone", node: tlsconf.Node{ClientAuth: true}, wantErr: "--tls-cert"},
 		{name: "CA not PEM", node: tlsconf.Node{CAFile: notPEM, CertFile: p.CertFile, KeyFile: p.KeyFile}, wantErr: "no PEM certificate"},
+		{name: "server-only certificate", node: tlsconf.Node{CAFile: ca.CAFile, CertFile: serverOnly.CertFile, KeyFile: serverOnly.KeyFile}, wantErr: "clientAuth"},
 		{name: "key of another cert", node: tlsconf.Node{CAFile: ca.CAFile, CertFile: p.CertFile, KeyFile: ca.CAFile}, wantErr: "certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
