@@ -14,8 +14,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -143,7 +141,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, transportCredentials(c.cfg.TLS))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tlsconf.Credentials(c.cfg.TLS)))
 	if err != nil {
 		return nil, err
 	}
@@ -287,14 +285,6 @@ func (c *Client) wrap(err error, policy retryPolicy, sent bool) error {
 		return &clientError{ErrUnavailable, err}
 	}
 	return err
-}
-
-// transportCredentials is TLS with cfg, or plaintext when cfg is nil.
-func transportCredentials(cfg *tls.Config) grpc.DialOption {
-	if cfg == nil {
-		return grpc.WithTransportCredentials(insecure.NewCredentials())
-	}
-	return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
 }
 
 // TLSFromFiles returns a client TLS configuration from PEM files: the CA

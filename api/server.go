@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-db/cairn/fsm"
 	"github.com/cairn-db/cairn/fsm/command"
 	"github.com/cairn-db/cairn/internal/faulty"
+	"github.com/cairn-db/cairn/internal/tlsconf"
 	"github.com/cairn-db/cairn/raftnode"
 )
 
@@ -160,7 +161,7 @@ func (s *Server) peerConn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := s.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, transportCredentials(s.cfg.PeerTLS))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tlsconf.Credentials(s.cfg.PeerTLS)))
 	if err != nil {
 		return nil, err
 	}

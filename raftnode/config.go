@@ -67,9 +67,11 @@ type Config struct {
 	// keep its size.
 	CompactLogAtOpen bool
 
-	// StreamLayer, if set, carries raft traffic (TLS, fault injection);
+	// StreamLayer, if set, carries raft traffic (fault injection);
 	// otherwise a TCP listener on RaftAddr.
 	StreamLayer raft.StreamLayer
+	// StreamTLS, if set, wraps that stream layer in TLS (TLSStreamLayer).
+	StreamTLS *StreamTLS
 	// SnapshotStore, if set, replaces raft's file snapshot store.
 	SnapshotStore raft.SnapshotStore
 	Logger        *slog.Logger

@@ -103,6 +103,9 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 			return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.RaftAddr, err)
 		}
 	}
+	if cfg.StreamTLS != nil {
+		stream = NewTLSStreamLayer(stream, cfg.StreamTLS.Server, cfg.StreamTLS.Client)
+	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 8, Timeout: 10 * time.Second, Logger: hl,
 	})

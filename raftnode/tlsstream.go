@@ -9,6 +9,11 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// StreamTLS are the TLS configurations of a TLSStreamLayer: Server for
+// accepted connections (it should require client certificates: every peer
+// is a member), Client for dialled ones.
+type StreamTLS struct{ Server, Client *tls.Config }
+
 // TLSStreamLayer carries raft traffic over TLS on top of another stream
 // layer (TCP, or a fault-injecting wrapper in tests). Accepted connections
 // handshake on their first read, on the transport's connection goroutine,

@@ -26,7 +26,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -155,11 +154,13 @@ func Start(cfg Config) (n *Node, err error) {
 	// Checkpoints: Pebble checkpoints + manifests in a content-addressed
 	// store beside the state (same filesystem: hard links), shipped to
 	// followers file by file over gRPC (snapshot/DESIGN.md).
-	peerCreds := insecure.NewCredentials()
+	var peerTLS *tls.Config // connections to members; nil: plaintext
+	var raftTLS *raftnode.StreamTLS
 	if tlsCfgs != nil {
-		peerCreds = credentials.NewTLS(tlsCfgs.PeerClient)
+		peerTLS = tlsCfgs.PeerClient
+		raftTLS = &raftnode.StreamTLS{Server: tlsCfgs.PeerServer, Client: tlsCfgs.PeerClient}
 	}
-	n.fetcher = snapshot.NewGRPCFetcher(grpc.WithTransportCredentials(peerCreds))
+	n.fetcher = snapshot.NewGRPCFetcher(grpc.WithTransportCredentials(tlsconf.Credentials(peerTLS)))
 	scfg := snapshot.DefaultConfig(filepath.Join(cfg.DataDir, "snapshots"), cfg.NodeID, grpcAdv)
 	scfg.Fetcher, scfg.Logger = n.fetcher, n.log
 	if cfg.RetainCheckpoints > 0 {
@@ -194,22 +195,7 @@ func Start(cfg Config) (n *Node, err error) {
 	rc := cfg.Raft
 	rc.NodeID, rc.Dir, rc.RaftAddr, rc.AdvertiseAddr = cfg.NodeID, filepath.Join(cfg.DataDir, "raft"), cfg.RaftAddr, cfg.RaftAdvertise
 	rc.GRPCAddr, rc.Bootstrap, rc.Logger, rc.StreamLayer = grpcAdv, cfg.Bootstrap, n.log, cfg.RaftStream
-	rc.SnapshotStore = n.Snapshots
-	if tlsCfgs != nil {
-		if rc.StreamLayer == nil {
-			tcp, lerr := raftnode.NewTCPStreamLayer(cfg.RaftAddr, cfg.RaftAdvertise)
-			if lerr != nil {
-				return nil, fmt.Errorf("node: listen raft %s: %w", cfg.RaftAddr, lerr)
-			}
-			rc.StreamLayer = tcp
-			defer func() {
-				if err != nil {
-					tcp.Close() // raftnode.New failed before its transport owned it
-				}
-			}()
-		}
-		rc.StreamLayer = raftnode.NewTLSStreamLayer(rc.StreamLayer, tlsCfgs.PeerServer, tlsCfgs.PeerClient)
-	}
+	rc.SnapshotStore, rc.StreamTLS = n.Snapshots, raftTLS
 	if n.Raft, err = raftnode.New(rc, timed); err != nil {
 		return nil, err
 	}
@@ -218,9 +204,7 @@ func Start(cfg Config) (n *Node, err error) {
 	acfg := api.DefaultConfig()
 	acfg.NodeID, acfg.GRPCAddr, acfg.Limits, acfg.Logger = cfg.NodeID, grpcAdv, cfg.Limits, n.log
 	acfg.CoalesceWrites = cfg.CoalesceWrites
-	if tlsCfgs != nil {
-		acfg.PeerTLS = tlsCfgs.PeerClient
-	}
+	acfg.PeerTLS = peerTLS
 	if n.API, err = api.NewServer(acfg, n.Raft, n.FSM); err != nil {
 		return nil, err
 	}

@@ -58,6 +58,19 @@ func TestTLSCluster(t *testing.T) {
 		}
 	}
 
+	// Raft's port speaks TLS, to a member's certificate.
+	member, err := tlsconf.Node{CAFile: ca.CAFile, CertFile: clientCert.CertFile, KeyFile: clientCert.KeyFile}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := member.PeerClient.Clone()
+	rc.ServerName = "127.0.0.1"
+	if conn, err := tls.Dial("tcp", l.RaftAddr, rc); err != nil {
+		t.Fatalf("TLS handshake with %s's raft port: %v", l.ID, err)
+	} else {
+		conn.Close()
+	}
+
 	noCert, err := tlsconf.Client(ca.CAFile, "", "")
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,9 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Node is a node's TLS configuration. The zero value is plaintext.
@@ -187,4 +190,13 @@ func loadCA(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("tls: CA file %s holds no PEM certificate", file)
 	}
 	return pool, nil
+}
+
+// Credentials are gRPC transport credentials for connecting with cfg:
+// TLS, or plaintext when cfg is nil.
+func Credentials(cfg *tls.Config) credentials.TransportCredentials {
+	if cfg == nil {
+		return insecure.NewCredentials()
+	}
+	return credentials.NewTLS(cfg)
 }

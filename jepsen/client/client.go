@@ -14,12 +14,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/api"
 	pb "github.com/cairn-db/cairn/api/cairnpb"
+	"github.com/cairn-db/cairn/internal/tlsconf"
 	"github.com/cairn-db/cairn/linearizability"
 )
 
@@ -73,11 +72,7 @@ func (p *Pool) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	creds := insecure.NewCredentials()
-	if p.TLS != nil {
-		creds = credentials.NewTLS(p.TLS)
-	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tlsconf.Credentials(p.TLS)))
 	if err != nil {
 		return nil, err
 	}

@@ -14,9 +14,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/cairn-db/cairn/api/cairnpb"
+	"github.com/cairn-db/cairn/internal/tlsconf"
 )
 
 // pollEvery is the polling interval of every wait in this package.
@@ -30,11 +30,7 @@ type statusClient struct {
 }
 
 func newStatusClient(tlsCfg *tls.Config) *statusClient {
-	creds := insecure.NewCredentials()
-	if tlsCfg != nil {
-		creds = credentials.NewTLS(tlsCfg)
-	}
-	return &statusClient{conns: map[string]*grpc.ClientConn{}, http: &http.Client{Timeout: time.Second}, creds: creds}
+	return &statusClient{conns: map[string]*grpc.ClientConn{}, http: &http.Client{Timeout: time.Second}, creds: tlsconf.Credentials(tlsCfg)}
 }
 
 func (s *statusClient) conn(addr string) (*grpc.ClientConn, error) {
