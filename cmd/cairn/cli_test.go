@@ -146,7 +146,7 @@ func TestCLI(t *testing.T) {
 		}
 		return st.Nodes
 	}
-	fields := []string{"applied_index", "commit_index", "grpc_address", "id", "pid", "raft_address", "role", "term"}
+	fields := []string{"applied_index", "commit_index", "grpc_address", "id", "note", "pid", "raft_address", "role", "term", "voter"}
 	nodes := statusJSON()
 	if len(nodes) != 3 {
 		t.Fatalf("cluster status: %d nodes, want 3: %v", len(nodes), nodes)
@@ -164,6 +164,9 @@ func TestCLI(t *testing.T) {
 		p := c.nodes[i]
 		if n["id"] != p.id || n["grpc_address"] != p.grpc || n["raft_address"] != p.raft || int(n["pid"].(float64)) != p.cmd.Process.Pid {
 			t.Errorf("node %d = %v, want %s grpc %s raft %s pid %d", i, n, p.id, p.grpc, p.raft, p.cmd.Process.Pid)
+		}
+		if n["voter"] != true || n["note"] != "" {
+			t.Errorf("node %d = %v, want a voter with no note", i, n)
 		}
 		switch n["role"] {
 		case "leader":

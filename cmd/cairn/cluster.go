@@ -33,6 +33,23 @@ type statusNode struct {
 	CommitIndex  uint64 `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"`
 	PID          int64  `json:"pid"`
+	Voter        bool   `json:"voter"`
+	Note         string `json:"note"` // why a member could not be asked, or "leader catching up"; "" when none
+}
+
+// statusNote is what the NOTE column (and "note" in JSON) says of a member.
+func statusNote(n interface {
+	GetError() string
+	GetRole() string
+	GetReady() bool
+}) string {
+	if e := n.GetError(); e != "" {
+		return e
+	}
+	if n.GetRole() == "leader" && !n.GetReady() {
+		return "leader catching up"
+	}
+	return ""
 }
 
 func newClusterStatusCmd() *cobra.Command {
@@ -41,9 +58,10 @@ func newClusterStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show every member: role, term, commit and applied index, pid",
 		Long: `Show every member as seen through one node, each member answering for itself;
-a member that does not answer is "unreachable". With -o json prints
-{"nodes":[{"id","grpc_address","raft_address","role","term","commit_index",
-"applied_index","pid"}]} with role one of leader, follower, candidate, unreachable.`,
+a member that does not answer is "unreachable" (NOTE says why). With -o json
+prints {"nodes":[{"id","grpc_address","raft_address","role","term","commit_index",
+"applied_index","pid","voter","note"}]} with role one of leader, follower,
+candidate, unreachable, and note "" unless the NOTE column says something.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
@@ -65,7 +83,8 @@ a member that does not answer is "unreachable". With -o json prints
 				}{Nodes: make([]statusNode, 0, len(st.GetNodes()))}
 				for _, n := range st.GetNodes() {
 					out.Nodes = append(out.Nodes, statusNode{ID: n.GetId(), GRPCAddress: n.GetGrpcAddress(), RaftAddress: n.GetRaftAddress(),
-						Role: n.GetRole(), Term: n.GetTerm(), CommitIndex: n.GetCommitIndex(), AppliedIndex: n.GetAppliedIndex(), PID: n.GetPid()})
+						Role: n.GetRole(), Term: n.GetTerm(), CommitIndex: n.GetCommitIndex(), AppliedIndex: n.GetAppliedIndex(), PID: n.GetPid(),
+						Voter: n.GetVoter(), Note: statusNote(n)})
 				}
 				return printJSON(w, out)
 			}
@@ -76,10 +95,7 @@ a member that does not answer is "unreachable". With -o json prints
 				if n.GetVoter() {
 					voter = "yes"
 				}
-				note := n.GetError()
-				if note == "" && n.GetRole() == "leader" && !n.GetReady() {
-					note = "leader catching up"
-				}
+				note := statusNote(n)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", n.GetId(), n.GetRole(), voter, n.GetTerm(),
 					n.GetCommitIndex(), n.GetAppliedIndex(), n.GetPid(), n.GetGrpcAddress(), n.GetRaftAddress(), note)
 			}
