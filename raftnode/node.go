@@ -50,9 +50,9 @@ type Node struct {
 	readMu   sync.Mutex
 	readWait []chan readIndexResult
 	reading  bool
-	// leaseUntil: unix nanos until which a leader-lease read needs no round.
-	leaseUntil atomic.Int64
-	gate       *heartbeatGate // heartbeat fast path and AppendEntries acks (transport.go)
+	// lease: until when a leader-lease read needs no round (lease.go).
+	lease *lease
+	gate  *heartbeatGate // heartbeat fast path and AppendEntries acks (transport.go)
 	// soloShortened: soloElection shortened raft's timeouts (solo.go).
 	soloShortened atomic.Bool
 
@@ -76,7 +76,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, fsm: sm, closed: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: sm, closed: make(chan struct{}), lease: newLease()}
 	if n.log == nil {
 		n.log = slog.Default().With("node", cfg.NodeID)
 	}
@@ -219,7 +219,7 @@ func (n *Node) watchLeadership() {
 		}
 		if n.raft.State() != raft.Leader {
 			n.readyTerm.Store(0)
-			n.leaseUntil.Store(0)
+			n.lease.revoke()
 			continue
 		}
 		n.restoreTimeouts()
@@ -378,6 +378,7 @@ func (n *Node) readIndexLoop() {
 		// index noted now covers every write acknowledged before them.
 		term := n.readyTerm.Load()
 		start := time.Now()
+		leaseStart := n.lease.since()
 		ci := n.raft.CommitIndex()
 		err := n.verifyFresh(start)
 		if err == nil && (term == 0 || n.raft.CurrentTerm() != term) {
@@ -388,7 +389,7 @@ func (n *Node) readIndexLoop() {
 				err = n.translate(err)
 			}
 		} else {
-			n.extendLease(start)
+			n.lease.extend(leaseStart, n.leaseDuration())
 		}
 		for _, ch := range batch {
 			ch <- readIndexResult{index: ci, err: err}
@@ -467,20 +468,10 @@ func (n *Node) votersExceptSelf() ([]raft.ServerID, int) {
 // from the leader. Half of it leaves a margin for clock drift and scheduling.
 func (n *Node) leaseDuration() time.Duration { return n.cfg.HeartbeatTimeout / 2 }
 
-func (n *Node) extendLease(start time.Time) {
-	until := start.Add(n.leaseDuration()).UnixNano()
-	for {
-		cur := n.leaseUntil.Load()
-		if cur >= until || n.leaseUntil.CompareAndSwap(cur, until) {
-			return
-		}
-	}
-}
-
 // LeaseIndex is ReadIndex without a heartbeat round while the leader's
 // lease holds. It trusts bounded clock drift, like etcd's lease reads.
 func (n *Node) LeaseIndex(ctx context.Context) (uint64, error) {
-	if n.Ready() && time.Now().UnixNano() < n.leaseUntil.Load() {
+	if n.Ready() && n.lease.valid() {
 		return n.raft.CommitIndex(), nil
 	}
 	return n.ReadIndex(ctx)
