@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/fsm/command"
 )
 
 // Which failures a call that is safe to repeat retries. ResourceExhausted
@@ -29,6 +31,25 @@ func TestTransient(t *testing.T) {
 	} {
 		if got := transient(tc.err); got != tc.want {
 			t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// An entry a replica's stopped state machine could not apply is committed:
+// the server says its outcome is unknown, and a client that sent a write
+// reports ErrUnknownOutcome, not a failure; no attempt counts as unsent.
+func TestStoppedStateMachineIsAnUnknownOutcome(t *testing.T) {
+	err := resultError(&command.Result{Index: 7, Code: command.CodeStopped, Message: "committed, but this node's state machine stopped"})
+	if status.Code(err) != codes.Unavailable || ReasonOf(err) != ReasonUnknownOutcome {
+		t.Fatalf("resultError = %v (%s), want Unavailable with %s", err, ReasonOf(err), ReasonUnknownOutcome)
+	}
+	if notSent(err) {
+		t.Fatalf("notSent(%v): a committed write counted as never sent", err)
+	}
+	c := &Client{}
+	for _, policy := range []retryPolicy{retryUnsent, retrySafe} {
+		if got := c.wrap(err, policy, true); !errors.Is(got, ErrUnknownOutcome) {
+			t.Errorf("policy %v: wrap = %v, want ErrUnknownOutcome", policy, got)
 		}
 	}
 }

@@ -87,6 +87,9 @@ func resultError(r *command.Result) error {
 		return statusWithReason(codes.AlreadyExists, ReasonExists, r.Message, nil)
 	case command.CodeNotFound:
 		return statusWithReason(codes.NotFound, ReasonNotFound, r.Message, nil)
+	case command.CodeStopped:
+		// Committed, result unknown here: an unknown outcome, not a failure.
+		return statusWithReason(codes.Unavailable, ReasonUnknownOutcome, "outcome unknown: "+r.Message, nil)
 	}
 	return status.Errorf(codes.Internal, "command not applied: %s (%s)", r.Message, r.Code)
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/hashicorp/raft"
@@ -86,4 +87,76 @@ func diskFailureChild(dir string) {
 		os.Exit(4) // stopped without acknowledging: also acceptable
 	}
 	os.Exit(0)
+}
+
+// A disk that fails a read the state machine needs (an increment reads the
+// key's data block from its SST). The state machine stops, and the entries
+// it could not apply are reported as committed with an unknown result here
+// (CodeStopped), not as failed: raft committed them and the other replicas
+// apply them. Later entries get the same answer. A restart on a healthy
+// disk applies them.
+func TestReadFailureStopsWithCommittedEntriesNotReportedFailed(t *testing.T) {
+	var failing atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && op.Kind.ReadOrWrite() == errorfs.OpIsRead && strings.HasSuffix(op.Path, ".sst") {
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	cfg := DefaultConfig("state")
+	cfg.FS = fs
+	f, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg := newLogger()
+	apply := func(f *FSM, l *raft.Log) *command.Result {
+		t.Helper()
+		return f.ApplyBatch([]*raft.Log{l})[0].(*command.Result)
+	}
+	// Many keys between the applied index (read at open) and n, so that
+	// n's data block is one the reopened DB has not read.
+	var fill []command.Op
+	for i := 0; i < 2000; i++ {
+		fill = append(fill, command.Op{Kind: command.OpPut, Key: []byte(fmt.Sprintf("a%05d", i)), Value: make([]byte, 100)})
+	}
+	logs := []*raft.Log{lg.next(ops(nil, nil, fill...)), lg.next(ops(nil, nil, add("n", 1))), // applied, flushed
+		lg.next(ops(nil, nil, add("n", 1))), lg.next(put("later", "y"))} // to apply on a failing disk
+	for _, l := range logs[:2] {
+		if r := apply(f, l); !r.OK() {
+			t.Fatal(r)
+		}
+	}
+	if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f, err = Open(cfg); err != nil { // fresh caches
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	for _, l := range logs[2:] { // the entry that reads n, then one after
+		res := apply(f, l)
+		if res.Code != command.CodeStopped || !strings.Contains(res.Message, "committed") {
+			t.Fatalf("entry %d: %s %q, want %s saying it is committed", res.Index, res.Code, res.Message, command.CodeStopped)
+		}
+	}
+	if f.Err() == nil || f.AppliedIndex() != 2 {
+		t.Fatalf("err %v, applied %d: want a stopped state machine at 2", f.Err(), f.AppliedIndex())
+	}
+	_ = f.Close()
+	failing.Store(false)
+	if f, err = Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.ApplyBatch(logs) // raft re-delivers from its log
+	if v, _, err := f.Get([]byte("n")); err != nil || v.Int != 2 {
+		t.Fatalf("after restart n=%d (%v), want 2", v.Int, err)
+	}
+	if v, _, err := f.Get([]byte("later")); err != nil || string(v.Bytes) != "y" {
+		t.Fatalf("after restart later=%q (%v), want y", v.Bytes, err)
+	}
 }

@@ -283,10 +283,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	if err := f.Err(); err != nil {
-		for i, l := range logs {
-			out[i] = &command.Result{Index: l.Index, Code: command.CodeCorrupt, Message: "state machine stopped: " + err.Error()}
-		}
-		return out
+		return stopped(err, logs, out)
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -344,8 +341,17 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 func (f *FSM) fail(err error, logs []*raft.Log, out []interface{}) []interface{} {
 	f.failed.CompareAndSwap(nil, &err)
 	f.log.Error("fsm: storage failure, state machine stopped; restart the node to recover", "err", err)
+	return stopped(err, logs, out)
+}
+
+// stopped answers entries a stopped state machine cannot apply. They are
+// committed (raft hands over only those) and take effect on the other
+// replicas, and on this one after a restart: the result says so
+// (CodeStopped), never that the command was not applied.
+func stopped(err error, logs []*raft.Log, out []interface{}) []interface{} {
 	for i, l := range logs {
-		out[i] = &command.Result{Index: l.Index, Code: command.CodeCorrupt, Message: "state machine stopped: " + err.Error()}
+		out[i] = &command.Result{Index: l.Index, Code: command.CodeStopped,
+			Message: "committed, but this node's state machine stopped before applying it (" + err.Error() + "); it takes effect on the other members, and here after a restart"}
 	}
 	return out
 }

@@ -56,6 +56,9 @@ type Node struct {
 	// soloShortened: soloElection shortened raft's timeouts (solo.go).
 	soloShortened atomic.Bool
 
+	shutdownOnce sync.Once
+	shutdownErr  error
+
 	startedCh chan struct{} // closed when raft.NewRaft returned
 	startErr  error
 
@@ -504,13 +507,18 @@ func (n *Node) Raft() *raft.Raft {
 	return n.raft
 }
 
-// Shutdown stops raft and closes the log store. It is safe to call twice.
+// Shutdown stops raft and closes the log store. It is safe to call twice,
+// also concurrently: a second call waits for the first and returns nil.
 func (n *Node) Shutdown() error {
-	select {
-	case <-n.closed:
+	first := false
+	n.shutdownOnce.Do(func() { first = true; n.shutdownErr = n.shutdown() })
+	if !first {
 		return nil
-	default:
 	}
+	return n.shutdownErr
+}
+
+func (n *Node) shutdown() error {
 	close(n.closed)
 	<-n.startedCh
 	var err error

@@ -49,9 +49,15 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 					return err
 				}
 			}
-			<-cmd.Context().Done()
-			cfg.Logger.Info("shutting down")
-			return nil
+			select {
+			case <-cmd.Context().Done():
+				cfg.Logger.Info("shutting down")
+				return nil
+			case <-n.Failed():
+				// Exit non-zero so that a supervisor restarts the node: the
+				// restart replays the raft log into the state machine.
+				return fmt.Errorf("the state machine stopped on a storage failure (%v); the node left the cluster, restart it to recover (its raft log is intact)", n.Err())
+			}
 		},
 	}
 	f := cmd.Flags()

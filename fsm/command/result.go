@@ -22,6 +22,11 @@ const (
 	CodeCorrupt         Code = 7 // the entry could not be decoded; state unchanged
 	CodeExists          Code = 8 // create of something that exists
 	CodeNotFound        Code = 9 // drop of something that does not exist
+	// CodeStopped: this replica's state machine stopped on a storage
+	// failure before applying the entry. Unlike every other code it is not
+	// the entry's deterministic outcome: the entry is committed, the other
+	// replicas apply it, and this one does after a restart. Never stored.
+	CodeStopped Code = 10
 )
 
 func (c Code) String() string {
@@ -46,6 +51,8 @@ func (c Code) String() string {
 		return "exists"
 	case CodeNotFound:
 		return "not-found"
+	case CodeStopped:
+		return "stopped"
 	}
 	return fmt.Sprintf("code(%d)", byte(c))
 }

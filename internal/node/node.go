@@ -64,6 +64,10 @@ type Config struct {
 	RecoveryTarget time.Duration
 	// RaftStream, if set, replaces the TCP raft listener (fault tests).
 	RaftStream raft.StreamLayer
+	// StateFS, if set, is the filesystem under the state machine's Pebble
+	// instead of the operating system's (fault tests wrap it to fail
+	// reads or writes).
+	StateFS vfs.FS
 	// TLS, if enabled, encrypts and authenticates the gRPC port, raft
 	// (wrapping RaftStream or the TCP listener) and every connection to
 	// other members.
@@ -104,6 +108,10 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
+	// failed is closed when the state machine has stopped on a storage
+	// failure and the node has left raft (watchStateMachine).
+	failed     chan struct{}
+	failedOnce sync.Once
 }
 
 // Start opens the state, starts raft, and serves gRPC (and HTTP).
@@ -115,7 +123,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if l == nil {
 		l = slog.Default()
 	}
-	n = &Node{cfg: cfg, log: l.With("node", cfg.NodeID)}
+	n = &Node{cfg: cfg, log: l.With("node", cfg.NodeID), failed: make(chan struct{})}
 	began := time.Now()
 	var tSnap, tState time.Duration
 	if cfg.BlockProfileRate > 0 {
@@ -180,6 +188,9 @@ func Start(cfg Config) (n *Node, err error) {
 	tSnap = time.Since(began)
 	fcfg := fsm.DefaultConfig(filepath.Join(cfg.DataDir, "state"))
 	fcfg.Applier, fcfg.Logger, fcfg.Checkpointer = cfg.FSM, n.log, n.Snapshots.Checkpointer()
+	if cfg.StateFS != nil {
+		fcfg.FS = cfg.StateFS
+	}
 	// Tables are checksummed as Pebble writes them, so that a checkpoint
 	// reads (almost) nothing (snapshot/prehash.go).
 	tables := n.Snapshots.PebbleEventListener(filepath.Join(fcfg.Dir, "db"))
@@ -282,6 +293,9 @@ func (n *Node) healthLoop(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
+		if err := n.FSM.Err(); err != nil {
+			n.leaveRaft(err)
+		}
 		st := healthpb.HealthCheckResponse_NOT_SERVING
 		if ok, _ := n.Ready(); ok {
 			st = healthpb.HealthCheckResponse_SERVING
@@ -295,6 +309,32 @@ func (n *Node) healthLoop(ctx context.Context) {
 		}
 	}
 }
+
+// leaveRaft takes a node whose state machine stopped on a storage failure
+// out of raft, as if it had crashed. Kept in, it would go on acknowledging
+// appends, voting, and — as leader — holding leadership while it applies
+// nothing: every write through it would end with an unknown outcome and
+// every linearizable read would wait, and the healthy members would never
+// elect another leader. Out, they do at once. The process stays up to say
+// why (/healthz, /readyz, Failed); `cairn serve` exits non-zero so that a
+// supervisor restarts it, which replays the raft log into the state
+// machine (etcd exits on a backend failure for the same reason).
+func (n *Node) leaveRaft(err error) {
+	n.failedOnce.Do(func() {
+		n.log.Error("state machine stopped on a storage failure; leaving raft. Restart the node to recover (its raft log is intact)", "err", err)
+		if serr := n.Raft.Shutdown(); serr != nil {
+			n.log.Warn("raft shutdown", "err", serr)
+		}
+		close(n.failed)
+	})
+}
+
+// Failed is closed once the state machine has stopped on a storage failure
+// and the node has left raft (see leaveRaft); Err says why.
+func (n *Node) Failed() <-chan struct{} { return n.failed }
+
+// Err is the state machine's storage failure, or nil.
+func (n *Node) Err() error { return n.FSM.Err() }
 
 func (n *Node) httpHandler() http.Handler {
 	mux := http.NewServeMux()
