@@ -23,6 +23,7 @@ type member struct {
 	fsm   *fsm.FSM
 	node  *raftnode.Node
 	peers []raftnode.Peer
+	tune  func(*raftnode.Config) // applied after testConfig, if set
 }
 
 type cluster struct {
@@ -57,7 +58,11 @@ func (m *member) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := raftnode.New(testConfig(m), f)
+	cfg := testConfig(m)
+	if m.tune != nil {
+		m.tune(&cfg)
+	}
+	n, err := raftnode.New(cfg, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +84,13 @@ func (m *member) stop() {
 	}
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int) *cluster { return newClusterWith(t, n, nil) }
+
+// newClusterWith is newCluster with tune applied to every member's config.
+func newClusterWith(t *testing.T, n int, tune func(*raftnode.Config)) *cluster {
 	c := &cluster{t: t}
 	for i := 1; i <= n; i++ {
-		m := &member{id: fmt.Sprintf("n%d", i), dir: t.TempDir()}
+		m := &member{id: fmt.Sprintf("n%d", i), dir: t.TempDir(), tune: tune}
 		sl, err := raftnode.NewTCPStreamLayer("127.0.0.1:0", "")
 		if err != nil {
 			t.Fatal(err)

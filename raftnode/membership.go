@@ -76,6 +76,10 @@ func (n *Node) TransferLeadership(id string) error {
 	if !n.IsLeader() {
 		return n.notLeader()
 	}
+	// No lease reads from the moment the hand-over may begin until it is
+	// over (lease.go): the target may be elected at once.
+	n.lease.hold()
+	defer n.lease.release()
 	var f raft.Future
 	if id == "" {
 		f = n.raft.LeadershipTransfer()

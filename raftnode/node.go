@@ -381,7 +381,7 @@ func (n *Node) readIndexLoop() {
 		// index noted now covers every write acknowledged before them.
 		term := n.readyTerm.Load()
 		start := time.Now()
-		leaseStart := n.lease.since()
+		leaseGen, leaseStart := n.lease.begin()
 		ci := n.raft.CommitIndex()
 		err := n.verifyFresh(start)
 		if err == nil && (term == 0 || n.raft.CurrentTerm() != term) {
@@ -392,7 +392,7 @@ func (n *Node) readIndexLoop() {
 				err = n.translate(err)
 			}
 		} else {
-			n.lease.extend(leaseStart, n.leaseDuration())
+			n.lease.extend(leaseGen, leaseStart, n.leaseDuration())
 		}
 		for _, ch := range batch {
 			ch <- readIndexResult{index: ci, err: err}

@@ -102,6 +102,19 @@ type heartbeatGate struct {
 	ackCh chan struct{}               // closed and replaced on every recorded ack
 }
 
+// afterTimeoutNow, if set (tests only, export_test.go), runs when a
+// TimeoutNow RPC — a leadership transfer's hand-over — has returned.
+var afterTimeoutNow atomic.Pointer[func()]
+
+// TimeoutNow sends a leadership transfer's hand-over.
+func (t gatedHeartbeats) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	err := t.NetworkTransport.TimeoutNow(id, target, args, resp)
+	if h := afterTimeoutNow.Load(); h != nil {
+		(*h)()
+	}
+	return err
+}
+
 // ackNotify returns a channel closed at the next recorded ack.
 func (g *heartbeatGate) ackNotify() <-chan struct{} {
 	g.mu.Lock()
