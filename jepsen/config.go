@@ -48,7 +48,11 @@ type Config struct {
 	Keys      int     // register keys
 	Accounts  int     // bank accounts
 	Redeliver float64 // counter: probability of re-sending an acknowledged commit
-	Restart   float64 // counter: probability of a producer restart after an operation
+	// LeaseReads is the share of reads sent as lease reads rather than
+	// linearizable ones (register, counter and bank; final reads are
+	// always linearizable).
+	LeaseReads float64
+	Restart    float64 // counter: probability of a producer restart after an operation
 
 	// ServeArgs are added to every node's serve flags (after the harness's).
 	ServeArgs []string
@@ -66,7 +70,7 @@ func DefaultConfig() Config {
 		Rate: t.Rate, Clients: t.Clients, Out: "jepsen-out",
 		OpTimeout: 2 * time.Second, Quiet: 3 * time.Second, Hold: 4 * time.Second,
 		RecoveryTimeout: 60 * time.Second, CheckTimeout: 5 * time.Minute,
-		Keys: t.Keys, Accounts: t.Accounts, Redeliver: t.Redeliver, Restart: t.Restart}
+		Keys: t.Keys, Accounts: t.Accounts, Redeliver: t.Redeliver, Restart: t.Restart, LeaseReads: 0.3}
 }
 
 // Validate reports an unusable configuration.
@@ -80,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.Out == "" {
 		errs = append(errs, errors.New("--out is required"))
+	}
+	if c.LeaseReads < 0 || c.LeaseReads > 1 {
+		errs = append(errs, fmt.Errorf("--lease-reads must be in [0, 1], got %g", c.LeaseReads))
 	}
 	if _, err := nemesis.Expand(c.Nemesis); err != nil {
 		errs = append(errs, err)

@@ -309,6 +309,7 @@ func (r *runner) drive(ctx context.Context) ([]client.Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	pool.LeaseReads = cfg.LeaseReads
 	defer pool.Close()
 	tcfg := cfg.traffic()
 	w, err := traffic.New(tcfg, ids)

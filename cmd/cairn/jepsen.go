@@ -95,6 +95,7 @@ with --trailing-logs 64.`,
 	f.IntVar(&cfg.Keys, "keys", cfg.Keys, "register and window: number of keys")
 	f.IntVar(&cfg.Accounts, "accounts", cfg.Accounts, "bank: number of accounts")
 	f.Float64Var(&cfg.Redeliver, "redeliver", cfg.Redeliver, "counter and window: probability of re-sending an acknowledged commit (a lost reply)")
+	f.Float64Var(&cfg.LeaseReads, "lease-reads", cfg.LeaseReads, "register, counter and bank: share of reads sent as lease reads instead of linearizable ones (both are checked as linearizable; final reads are linearizable)")
 	f.Float64Var(&cfg.Restart, "restart", cfg.Restart, "counter and window: probability of a producer restart (new epoch) after an operation")
 	f.StringArrayVar(&cfg.ServeArgs, "serve-arg", nil, "extra flag for every 'cairn serve' (repeatable)")
 	f.BoolVarP(&quietLog, "quiet", "q", false, "do not print progress on stderr")

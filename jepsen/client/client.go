@@ -36,6 +36,11 @@ type Pool struct {
 	Nodes   []Node
 	Timeout time.Duration // per operation
 	TLS     *tls.Config   // nil: plaintext
+	// LeaseReads is the share of reads sent as lease reads (the leader
+	// answers without a heartbeat round while its lease holds) instead of
+	// linearizable ones. Both must be linearizable here: every node runs
+	// on one machine, one clock.
+	LeaseReads float64
 
 	readers map[string]*api.Client
 	mu      sync.Mutex
@@ -223,7 +228,7 @@ func (c *Client) Get(node, key string) Record {
 	r, ctx, cancel := c.begin(linearizability.Op{ID: id, Type: linearizability.OpGet, Key: key})
 	defer cancel()
 	r.Node = node
-	v, _, err := c.pool.readers[node].Get(ctx, []byte(key))
+	v, _, err := c.pool.readers[node].Get(ctx, []byte(key), c.readLevel(&r))
 	switch {
 	case errors.Is(err, api.ErrNotFound):
 		return c.finish(&r, linearizability.OutcomeOK, nil)
@@ -232,6 +237,16 @@ func (c *Client) Get(node, key string) Record {
 	}
 	r.Found, r.Result = true, v.String()
 	return c.finish(&r, linearizability.OutcomeOK, nil)
+}
+
+// readLevel picks a read's consistency (Pool.LeaseReads) and notes a
+// lease read in r. Final reads are always linearizable.
+func (c *Client) readLevel(r *Record) api.ReadOption {
+	if !c.final && c.pool.LeaseReads > 0 && c.rng.Float64() < c.pool.LeaseReads {
+		r.Consistency = "lease"
+		return api.WithConsistency(pb.Consistency_LEASE)
+	}
+	return api.WithConsistency(pb.Consistency_LINEARIZABLE)
 }
 
 // Transfer moves amount from one account key to another in one atomic
@@ -255,7 +270,9 @@ func (c *Client) ReadAll(node, prefix string) Record {
 	r, ctx, cancel := c.begin(linearizability.Op{ID: id, Type: linearizability.OpReadAll})
 	defer cancel()
 	r.Node = node
-	kvs, next, err := c.pool.readers[node].Scan(ctx, api.ScanOptions{Prefix: []byte(prefix), Limit: 1000})
+	so := api.ScanOptions{Prefix: []byte(prefix), Limit: 1000}
+	c.readLevel(&r)(&so.Consistency)
+	kvs, next, err := c.pool.readers[node].Scan(ctx, so)
 	if err != nil {
 		return c.finish(&r, readOutcome(err), err)
 	}
@@ -275,7 +292,7 @@ func (c *Client) ReadCounter(node, key string) Record {
 	r, ctx, cancel := c.begin(linearizability.Op{ID: id, Type: linearizability.OpRead, Key: key})
 	defer cancel()
 	r.Node = node
-	v, _, err := c.pool.readers[node].Get(ctx, []byte(key))
+	v, _, err := c.pool.readers[node].Get(ctx, []byte(key), c.readLevel(&r))
 	var total int64
 	switch {
 	case errors.Is(err, api.ErrNotFound):

@@ -24,6 +24,8 @@ type Record struct {
 	// Node is the node a read was sent to (writes go through the client's
 	// leader discovery and are not attributed).
 	Node string `json:"node,omitempty"`
+	// Consistency is a read's level when it was not linearizable ("lease").
+	Consistency string `json:"consistency,omitempty"`
 }
 
 // Recorder collects records from concurrent clients, keeps them in memory
