@@ -125,7 +125,13 @@ func (f *FSM) NodeAddrs() (map[string]string, error) {
 	if f.db == nil {
 		return nil, ErrClosed
 	}
-	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: keyNodePrefix, UpperBound: prefixEnd(keyNodePrefix)})
+	return NodeAddrsIn(f.db)
+}
+
+// NodeAddrsIn is NodeAddrs of a database the caller holds (for example
+// the live one, quiescent at a snapshot's index, in a Checkpointer hook).
+func NodeAddrsIn(db *pebble.DB) (map[string]string, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: keyNodePrefix, UpperBound: prefixEnd(keyNodePrefix)})
 	if err != nil {
 		return nil, err
 	}

@@ -147,6 +147,10 @@ func NewGRPCFetcher(opts ...grpc.DialOption) *GRPCFetcher {
 	return &GRPCFetcher{opts: opts, conns: map[string]*grpc.ClientConn{}}
 }
 
+// Conn returns the fetcher's connection to addr (dialled with its options),
+// for other calls to the same node; the fetcher owns and closes it.
+func (g *GRPCFetcher) Conn(addr string) (*grpc.ClientConn, error) { return g.conn(addr) }
+
 func (g *GRPCFetcher) conn(addr string) (*grpc.ClientConn, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -11,33 +12,107 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cairn-db/cairn/api"
+	"github.com/cairn-db/cairn/api/cairnpb"
 	"github.com/cairn-db/cairn/fsm"
 	"github.com/cairn-db/cairn/raftnode"
 	"github.com/cairn-db/cairn/snapshot"
 )
 
-// snapshotSources lists every member that announced a gRPC address: the
-// node that created a checkpoint may be gone when a follower installs it.
-func (n *Node) snapshotSources(*snapshot.Manifest) []snapshot.Source {
-	if n.FSM == nil {
-		return nil
+// snapshotSources lists the nodes an install may fetch a checkpoint's
+// files from, after the manifest's creator: every member this node knows
+// the client address of, then every member the checkpoint itself recorded
+// (membersExtra). The second list is what a node with an empty state has:
+// one wiped and re-added under the same id, installing a checkpoint it
+// created in its previous life, knows no address at all, and the creator —
+// itself — is skipped (jepsen window, membership+snapshot: the leader sent
+// that checkpoint again and again and the node never caught up).
+func (n *Node) snapshotSources(m *snapshot.Manifest) []snapshot.Source {
+	var out []snapshot.Source
+	seen := map[string]bool{}
+	add := func(id, addr string) {
+		if id == n.cfg.NodeID || addr == "" || seen[addr] {
+			return
+		}
+		seen[addr] = true
+		out = append(out, snapshot.Source{NodeID: id, Addr: addr})
 	}
-	addrs, err := n.FSM.NodeAddrs()
-	if err != nil {
-		return nil
-	}
-	out := make([]snapshot.Source, 0, len(addrs))
-	for id, a := range addrs {
-		if id != n.cfg.NodeID {
-			out = append(out, snapshot.Source{NodeID: id, Addr: a})
+	if n.FSM != nil {
+		if addrs, err := n.FSM.NodeAddrs(); err == nil {
+			for _, id := range sortedKeys(addrs) {
+				add(id, addrs[id])
+			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	var recorded []checkpointMember
+	if m != nil {
+		if raw, ok := m.Extra[membersExtra]; ok {
+			_ = json.Unmarshal(raw, &recorded)
+		}
+	}
+	if len(out) == 0 {
+		// An empty state: ask the recorded members for the current
+		// addresses first (they may have moved since the checkpoint).
+		for _, mb := range n.discoverMembers(recorded) {
+			add(mb.ID, mb.Addr)
+		}
+	}
+	for _, mb := range recorded {
+		add(mb.ID, mb.Addr)
+	}
 	return out
 }
 
-// checkpointExtra records the committed producer offsets and sequence
-// numbers at the checkpoint's index in its manifest (the catalog shows them).
+// discoverMembers asks the first of members that answers for every
+// member's current client address (cluster status, through that node).
+func (n *Node) discoverMembers(members []checkpointMember) []checkpointMember {
+	if n.fetcher == nil {
+		return nil
+	}
+	for _, mb := range members {
+		if mb.ID == n.cfg.NodeID || mb.Addr == "" {
+			continue
+		}
+		conn, err := n.fetcher.Conn(mb.Addr)
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cairnpb.NewClusterClient(conn).Status(ctx, &cairnpb.StatusRequest{})
+		cancel()
+		if err != nil {
+			n.log.Debug("snapshot sources: no member list from a recorded member", "node", mb.ID, "addr", mb.Addr, "err", err)
+			continue
+		}
+		var out []checkpointMember
+		for _, ns := range st.GetNodes() {
+			out = append(out, checkpointMember{ID: ns.GetId(), Addr: ns.GetGrpcAddress()})
+		}
+		return out
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// membersExtra is the manifest's Extra key of the members' client
+// addresses at the checkpoint's index, as the state recorded them.
+const membersExtra = "members"
+
+type checkpointMember struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// checkpointExtra records in a checkpoint's manifest the committed producer
+// offsets and sequence numbers at its index (the catalog shows them) and the
+// members' client addresses (snapshotSources).
 func checkpointExtra(db *pebble.DB, _, _ uint64) (map[string]json.RawMessage, error) {
 	ps, err := fsm.ProducersIn(db)
 	if err != nil {
@@ -55,7 +130,19 @@ func checkpointExtra(db *pebble.DB, _, _ uint64) (map[string]json.RawMessage, er
 	if err != nil {
 		return nil, err
 	}
-	return map[string]json.RawMessage{api.ProducersExtra: b}, nil
+	addrs, err := fsm.NodeAddrsIn(db)
+	if err != nil {
+		return nil, err
+	}
+	members := make([]checkpointMember, 0, len(addrs))
+	for _, id := range sortedKeys(addrs) {
+		members = append(members, checkpointMember{ID: id, Addr: addrs[id]})
+	}
+	mb, err := json.Marshal(members)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]json.RawMessage{api.ProducersExtra: b, membersExtra: mb}, nil
 }
 
 // checkpointCatalog is what the API's Checkpoint service uses: the store's
