@@ -247,16 +247,21 @@ func TestPartitionedLeaderCannotServeLinearizableRead(t *testing.T) {
 	}
 }
 
+// other returns a member other than m.
+func (c *cluster) other(m *member) *member {
+	for _, o := range c.members {
+		if o != m {
+			return o
+		}
+	}
+	c.t.Fatal("no other member")
+	return nil
+}
+
 func TestMembershipAndTransfer(t *testing.T) {
 	c := newCluster(t, 3)
 	l := c.leader()
-	var target *member
-	for _, m := range c.members {
-		if m != l {
-			target = m
-			break
-		}
-	}
+	target := c.other(l)
 	if err := l.node.TransferLeadership(target.id); err != nil {
 		t.Fatal(err)
 	}

@@ -49,13 +49,7 @@ func leaseAfterTransfer(t *testing.T) bool {
 	}()
 	ctx := context.Background()
 	old := c.leader()
-	var target *member
-	for _, m := range c.members {
-		if m != old {
-			target = m
-			break
-		}
-	}
+	target := c.other(old)
 	if _, err := old.node.Apply(ctx, addCmd("n", 1)); err != nil {
 		t.Fatal(err)
 	}

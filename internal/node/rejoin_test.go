@@ -45,13 +45,7 @@ func TestWipedMemberInstallsACheckpointItCreatedBefore(t *testing.T) {
 		}
 	}
 	n1, n3 := c.Members[0], c.Members[2]
-	testcluster.WaitFor(t, "n1 leading", 20*time.Second, func() bool {
-		if n1.Node.Raft.IsLeader() && n1.Node.Raft.Ready() {
-			return true
-		}
-		_, _ = cl.TransferLeader(ctx, "n1")
-		return false
-	})
+	c.MakeLeader(cl, n1)
 	// n3 misses entries that n1's checkpoint then compacts away, so n3
 	// installs that checkpoint (created by n1) when it comes back.
 	c.StopMember(n3)
@@ -68,13 +62,7 @@ func TestWipedMemberInstallsACheckpointItCreatedBefore(t *testing.T) {
 	}
 	// n3 leads; its newest checkpoint is the one n1 created. n1 is wiped and
 	// added back under its own id and raft address.
-	testcluster.WaitFor(t, "n3 leading", 20*time.Second, func() bool {
-		if n3.Node.Raft.IsLeader() && n3.Node.Raft.Ready() {
-			return true
-		}
-		_, _ = cl.TransferLeader(ctx, "n3")
-		return false
-	})
+	c.MakeLeader(cl, n3)
 	if err := cl.RemoveNode(ctx, "n1"); err != nil {
 		t.Fatal(err)
 	}

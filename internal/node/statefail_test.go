@@ -59,13 +59,7 @@ func TestStateMachineFailureOnTheLeaderHandsOverTheCluster(t *testing.T) {
 	c.StopMember(n1)
 	c.StartMember(n1)
 	c.WaitConverged()
-	testcluster.WaitFor(t, "n1 leading", 20*time.Second, func() bool {
-		if n1.Node.Raft.IsLeader() && n1.Node.Raft.Ready() {
-			return true
-		}
-		_, _ = cl.TransferLeader(ctx, "n1")
-		return false
-	})
+	c.MakeLeader(cl, n1)
 
 	failing.Store(true)
 	_, err := cl.Batch(ctx, api.AddOp([]byte("n"), 1))

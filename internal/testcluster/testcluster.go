@@ -172,6 +172,19 @@ func (c *Cluster) Leader() *Member {
 	return l
 }
 
+// MakeLeader moves leadership to m (asking through cl until m leads and
+// is ready).
+func (c *Cluster) MakeLeader(cl *api.Client, m *Member) {
+	c.t.Helper()
+	WaitFor(c.t, m.ID+" leading", 20*time.Second, func() bool {
+		if m.Node != nil && m.Node.Raft.IsLeader() && m.Node.Raft.Ready() {
+			return true
+		}
+		_, _ = cl.TransferLeader(context.Background(), m.ID)
+		return false
+	})
+}
+
 // Followers returns running members other than l.
 func (c *Cluster) Followers(l *Member) []*Member {
 	var out []*Member
