@@ -115,6 +115,12 @@ func toStatus(err error) error {
 		return status.Errorf(codes.Unavailable, "not submitted, safe to retry: %v", err)
 	case errors.Is(err, raftnode.ErrClosed):
 		return status.Error(codes.Unavailable, "node is shutting down")
+	case errors.Is(err, raftnode.ErrNoMember):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, raftnode.ErrMemberConflict):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, raftnode.ErrBadAddress):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, raftnode.ErrUnknownOutcome):
 		return statusWithReason(codes.DeadlineExceeded, ReasonUnknownOutcome, "outcome unknown, the write may or may not have been applied: "+err.Error(), nil)
 	case errors.Is(err, context.DeadlineExceeded):

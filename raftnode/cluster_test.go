@@ -328,3 +328,48 @@ func TestShutdownWhileStarting(t *testing.T) {
 	_ = f.fsm.Close()
 	f.node, f.fsm, f.net = nil, nil, nil
 }
+
+// Membership calls that raft would carry out silently and wrongly are
+// refused with an error that says why; repeating an add is a no-op.
+func TestMembershipRefusesConflicts(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.leader()
+	f := c.other(l)
+	for _, tc := range []struct {
+		name  string
+		call  func() error
+		want  error // nil: succeeds
+		after func() bool
+	}{
+		{"address without a port", func() error { return l.node.AddMember("n9", "garbage", true) }, raftnode.ErrBadAddress, nil},
+		{"port out of range", func() error { return l.node.AddMember("n9", "127.0.0.1:70000", true) }, raftnode.ErrBadAddress, nil},
+		{"empty id", func() error { return l.node.AddMember("", "127.0.0.1:7777", true) }, raftnode.ErrBadAddress, nil},
+		{"a member at another address", func() error { return l.node.AddMember(f.id, "127.0.0.1:1", true) }, raftnode.ErrMemberConflict, nil},
+		{"another id at a member's address", func() error { return l.node.AddMember("n9", f.addr, true) }, raftnode.ErrMemberConflict, nil},
+		{"a voter as a non-voter", func() error { return l.node.AddMember(f.id, f.addr, false) }, raftnode.ErrMemberConflict, nil},
+		{"a member again, as it is", func() error { return l.node.AddMember(f.id, f.addr, true) }, nil, nil},
+		{"remove an unknown id", func() error { return l.node.RemoveMember("n9") }, raftnode.ErrNoMember, nil},
+		{"transfer to an unknown id", func() error { return l.node.TransferLeadership("n9") }, raftnode.ErrNoMember, nil},
+		{"transfer to itself", func() error { return l.node.TransferLeadership(l.id) }, nil, func() bool { return l.node.IsLeader() }},
+	} {
+		err := tc.call()
+		if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+		if tc.after != nil && !tc.after() {
+			t.Errorf("%s: not as expected afterwards", tc.name)
+		}
+	}
+	ms, err := l.node.Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 3 {
+		t.Fatalf("configuration changed: %+v", ms)
+	}
+	for _, m := range ms {
+		if !m.Voter || (m.ID == f.id && m.Addr != f.addr) {
+			t.Fatalf("configuration changed: %+v", ms)
+		}
+	}
+}

@@ -24,6 +24,15 @@ var (
 	// ErrNotSubmitted: the command could not be queued (enqueue timeout); it
 	// was not submitted and is safe to retry.
 	ErrNotSubmitted = errors.New("raftnode: not submitted")
+	// ErrNoMember: a membership call named a server that is not in the
+	// configuration.
+	ErrNoMember = errors.New("raftnode: no such member")
+	// ErrMemberConflict: adding a server whose id is already a member at
+	// another address (or as a voter, asked to be a non-voter). Raft would
+	// silently move or keep it; remove it first.
+	ErrMemberConflict = errors.New("raftnode: member exists")
+	// ErrBadAddress: a raft address that is not host:port.
+	ErrBadAddress = errors.New("raftnode: bad address")
 )
 
 // NotLeaderError is returned (wrapping ErrNotLeader) with a leader hint.

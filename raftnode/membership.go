@@ -2,6 +2,8 @@ package raftnode
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,10 +33,37 @@ func (n *Node) Members() ([]Member, error) {
 }
 
 // AddMember adds a voter (or non-voter) at run time. Leader only. Adding a
-// member that is already present with the same address and role is a no-op.
+// member that is already present with the same address and role is a no-op
+// (a retried join succeeds); a non-voter added again as a voter is
+// promoted. An id that is a member at another address, or a voter asked to
+// be a non-voter, is refused (ErrMemberConflict): raft would move it, or
+// keep it a voter, without a word.
 func (n *Node) AddMember(id, addr string, voter bool) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty member id", ErrBadAddress)
+	}
+	if err := checkAddr(addr); err != nil {
+		return err
+	}
 	if !n.IsLeader() {
 		return n.notLeader()
+	}
+	ms, err := n.Members()
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		switch {
+		case m.ID != id && m.Addr == addr:
+			return fmt.Errorf("%w: %s is already member %s's address", ErrMemberConflict, addr, m.ID)
+		case m.ID != id:
+		case m.Addr != addr:
+			return fmt.Errorf("%w: %s is a member at %s, not %s; remove it first to move it", ErrMemberConflict, id, m.Addr, addr)
+		case m.Voter && !voter:
+			return fmt.Errorf("%w: %s is a voter; remove it first to make it a non-voter", ErrMemberConflict, id)
+		case m.Voter == voter:
+			return nil // already there
+		}
 	}
 	var f raft.IndexFuture
 	if voter {
@@ -62,7 +91,7 @@ func (n *Node) RemoveMember(id string) error {
 		found = found || m.ID == id
 	}
 	if !found {
-		return fmt.Errorf("raftnode: no member %q", id)
+		return fmt.Errorf("%w: %q", ErrNoMember, id)
 	}
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error(); err != nil {
 		return n.translate(err)
@@ -76,6 +105,24 @@ func (n *Node) TransferLeadership(id string) error {
 	if !n.IsLeader() {
 		return n.notLeader()
 	}
+	addr := ""
+	if id != "" {
+		ms, err := n.Members()
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.ID == id {
+				addr = m.Addr
+			}
+		}
+		if addr == "" {
+			return fmt.Errorf("%w: %q", ErrNoMember, id)
+		}
+		if id == n.cfg.NodeID {
+			return nil // already the leader
+		}
+	}
 	// No lease reads from the moment the hand-over may begin until it is
 	// over (lease.go): the target may be elected at once.
 	n.lease.hold()
@@ -84,19 +131,6 @@ func (n *Node) TransferLeadership(id string) error {
 	if id == "" {
 		f = n.raft.LeadershipTransfer()
 	} else {
-		ms, err := n.Members()
-		if err != nil {
-			return err
-		}
-		addr := ""
-		for _, m := range ms {
-			if m.ID == id {
-				addr = m.Addr
-			}
-		}
-		if addr == "" {
-			return fmt.Errorf("raftnode: no member %q", id)
-		}
 		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr))
 	}
 	if err := f.Error(); err != nil {
@@ -139,4 +173,17 @@ func (n *Node) Status() Status {
 		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.AppliedIndex(),
 		LastIndex: n.raft.LastIndex(), LeaderID: lid, Ready: n.Ready(), LastContact: n.raft.LastContact(),
 	}
+}
+
+// checkAddr accepts host:port with a numeric port, as raft's TCP transport
+// dials it.
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: %q is not host:port: %v", ErrBadAddress, addr, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || host == "" {
+		return fmt.Errorf("%w: %q needs a host and a port in 1..65535", ErrBadAddress, addr)
+	}
+	return nil
 }
