@@ -157,7 +157,7 @@ func (c *Client) pick() string {
 	if l != "" {
 		return l
 	}
-	return c.cfg.Endpoints[c.next.Add(1)%uint64(len(c.cfg.Endpoints))]
+	return c.cfg.Endpoints[(c.next.Add(1)-1)%uint64(len(c.cfg.Endpoints))] // the first one first
 }
 
 func (c *Client) setLeader(addr string) {
@@ -195,9 +195,16 @@ func notSent(err error) bool {
 	case ReasonNotLeader, ReasonNoLeader:
 		return true
 	}
+	// No connection was made, or the far end is not a gRPC server (its
+	// preface never came: a node's HTTP port, say): nothing was sent.
 	m := st.Message()
-	return strings.Contains(m, "not submitted") || strings.Contains(m, "shutting down") ||
-		strings.Contains(m, "Error while dialing") || strings.Contains(m, "connection refused")
+	for _, s := range []string{"not submitted", "shutting down", "Error while dialing", "connection refused",
+		"name resolver error", "produced zero addresses", "error reading server preface"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // transient reports failures worth retrying when the call is safe to repeat.
