@@ -542,8 +542,8 @@ func TestWatchClientSurvivesLeaderStop(t *testing.T) {
 	want, _ := reference(stream, minute, 10_000)
 	leader := c.Leader()
 	fs := c.Followers(leader)
-	// A fresh client's first attempt goes to its second endpoint: the leader.
-	wcfg := api.DefaultClientConfig(fs[0].Node.GRPCAddr(), leader.Node.GRPCAddr(), fs[1].Node.GRPCAddr())
+	// A fresh client's first attempt goes to its first endpoint: the leader.
+	wcfg := api.DefaultClientConfig(leader.Node.GRPCAddr(), fs[0].Node.GRPCAddr(), fs[1].Node.GRPCAddr())
 	wcfg.BackoffMax = 100 * time.Millisecond
 	wcl, err := api.NewClient(wcfg)
 	if err != nil {
