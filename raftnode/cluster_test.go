@@ -373,3 +373,39 @@ func TestMembershipRefusesConflicts(t *testing.T) {
 		}
 	}
 }
+
+// A removed follower, and a leader that removes itself, each see that they
+// were removed (Removed closes); the members that stay do not.
+func TestRemovedMembersKnowIt(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.leader()
+	f := c.other(l)
+	var stay *member
+	for _, m := range c.members {
+		if m != l && m != f {
+			stay = m
+		}
+	}
+	wait := func(m *member, what string) {
+		t.Helper()
+		select {
+		case <-m.node.Removed():
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s: %s was removed but does not know it", what, m.id)
+		}
+	}
+	if err := l.node.RemoveMember(f.id); err != nil {
+		t.Fatal(err)
+	}
+	wait(f, "follower removed")
+	if err := l.node.RemoveMember(l.id); err != nil {
+		t.Fatal(err)
+	}
+	wait(l, "leader removed itself")
+	waitFor(t, "the remaining member to lead", 15*time.Second, func() bool { return stay.node.Ready() })
+	select {
+	case <-stay.node.Removed():
+		t.Fatal("the remaining member thinks it was removed")
+	default:
+	}
+}

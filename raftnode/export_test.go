@@ -1,5 +1,7 @@
 package raftnode
 
+import "time"
+
 // SetAfterTimeoutNow makes fn run whenever a leadership transfer's
 // TimeoutNow RPC returns (nil: nothing); for tests that cut the old leader
 // off at that moment.
@@ -9,4 +11,12 @@ func SetAfterTimeoutNow(fn func()) {
 		return
 	}
 	afterTimeoutNow.Store(&fn)
+}
+
+// SetRemovalSettleFloor shortens how long a removal this node cannot see
+// committed must stand before it counts; it returns the previous value.
+func SetRemovalSettleFloor(d time.Duration) time.Duration {
+	old := removalSettleFloor
+	removalSettleFloor = d
+	return old
 }

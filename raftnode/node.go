@@ -66,6 +66,12 @@ type Node struct {
 	observer *raft.Observer
 	closed   chan struct{}
 	wg       sync.WaitGroup
+
+	// removal (removed.go)
+	wasMember    atomic.Bool
+	suspectSince time.Time // checkRemoved only (watchLeadership's goroutine)
+	removedCh    chan struct{}
+	removedOnce  sync.Once
 }
 
 type readIndexResult struct {
@@ -79,7 +85,7 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, fsm: sm, closed: make(chan struct{}), lease: newLease()}
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: sm, closed: make(chan struct{}), lease: newLease(), removedCh: make(chan struct{})}
 	if n.log == nil {
 		n.log = slog.Default().With("node", cfg.NodeID)
 	}
@@ -220,6 +226,7 @@ func (n *Node) watchLeadership() {
 		case <-n.obsCh:
 		case <-check.C:
 		}
+		n.checkRemoved()
 		if n.raft.State() != raft.Leader {
 			n.readyTerm.Store(0)
 			n.lease.revoke()

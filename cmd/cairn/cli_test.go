@@ -229,4 +229,16 @@ func TestCLI(t *testing.T) {
 	if nodes := statusJSON(); len(nodes) != 3 {
 		t.Errorf("after remove: %d nodes: %v", len(nodes), nodes)
 	}
+	// The removed node exits by itself, status 0 (nothing to restart).
+	select {
+	case <-n4.done:
+		if code := n4.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("removed n4 exited with status %d", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("removed n4 still runs 30 s after its removal")
+	}
+	if l := logTail(n4.log, 40); !strings.Contains(l, "removed from the cluster") {
+		t.Errorf("n4's log does not say it was removed:\n%s", l)
+	}
 }

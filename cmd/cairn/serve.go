@@ -53,6 +53,11 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 			case <-cmd.Context().Done():
 				cfg.Logger.Info("shutting down")
 				return nil
+			case <-n.Removed():
+				// etcd's removed member exits too. Status 0: nothing for a
+				// supervisor to restart (Restart=on-failure).
+				cfg.Logger.Warn("this node was removed from the cluster; exiting. To add it back, wipe its data directory and start it with --join")
+				return nil
 			case <-n.Failed():
 				// Exit non-zero so that a supervisor restarts the node: the
 				// restart replays the raft log into the state machine.
@@ -83,7 +88,7 @@ Every flag can also be set as CAIRN_<FLAG> (e.g. CAIRN_DATA_DIR).`,
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", cfg.Raft.SnapshotInterval, "how often to check whether a checkpoint is due")
 	f.Uint64Var(&cfg.Raft.SnapshotBytes, "snapshot-bytes", cfg.Raft.SnapshotBytes, "bytes of log entries since the last checkpoint that trigger a new one (bounds the log a restart reads; 0: off)")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a checkpoint for slow followers")
-	f.DurationVar(&cfg.RecoveryTarget, "recovery-target", 0, "take a checkpoint before the estimated log replay of a restart would exceed this (e.g. 10s; 0: only the thresholds above)")
+	f.DurationVar(&cfg.RecoveryTarget, "recovery-target", 0, "take a checkpoint before the estimated log replay of a restart would exceed this (e.g. 10s; 0: only --snapshot-threshold and --snapshot-bytes, checked every --snapshot-interval)")
 	f.IntVar(&cfg.RetainCheckpoints, "retain-checkpoints", 2, "how many of the newest checkpoints to keep (pinned ones are kept as well)")
 	f.IntVar(&cfg.Raft.MaxAppendEntries, "max-append-entries", cfg.Raft.MaxAppendEntries, "max entries per AppendEntries and per state-machine batch (1..1024)")
 	f.Int64Var(&cfg.Raft.LogCacheBytes, "log-cache-bytes", cfg.Raft.LogCacheBytes, "memory for recent raft log entries kept for replication (at most 2×max-append-entries of them; at least 1 MiB)")

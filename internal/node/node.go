@@ -112,6 +112,9 @@ type Node struct {
 	// failure and the node has left raft (watchStateMachine).
 	failed     chan struct{}
 	failedOnce sync.Once
+	// removed is closed when the node saw itself removed (leftCluster).
+	removed     chan struct{}
+	removedOnce sync.Once
 }
 
 // Start opens the state, starts raft, and serves gRPC (and HTTP).
@@ -123,7 +126,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if l == nil {
 		l = slog.Default()
 	}
-	n = &Node{cfg: cfg, log: l.With("node", cfg.NodeID), failed: make(chan struct{})}
+	n = &Node{cfg: cfg, log: l.With("node", cfg.NodeID), failed: make(chan struct{}), removed: make(chan struct{})}
 	began := time.Now()
 	var tSnap, tState time.Duration
 	if cfg.BlockProfileRate > 0 {
@@ -277,6 +280,8 @@ func (n *Node) Ready() (bool, string) {
 	const maxLag = 1000
 	st := n.Raft.Status()
 	switch {
+	case n.isRemoved():
+		return false, "removed from the cluster"
 	case n.FSM.Err() != nil:
 		return false, "state machine stopped: " + n.FSM.Err().Error()
 	case st.LeaderID == "":
@@ -295,6 +300,11 @@ func (n *Node) healthLoop(ctx context.Context) {
 	for {
 		if err := n.FSM.Err(); err != nil {
 			n.leaveRaft(err)
+		}
+		select {
+		case <-n.Raft.Removed():
+			n.leftCluster()
+		default:
 		}
 		st := healthpb.HealthCheckResponse_NOT_SERVING
 		if ok, _ := n.Ready(); ok {
@@ -329,6 +339,32 @@ func (n *Node) leaveRaft(err error) {
 	})
 }
 
+// leftCluster stops raft on a node that was removed from the cluster (a
+// removed follower's raft would otherwise run on, hearing from no one) and
+// marks it, so that health checks fail and `cairn serve` exits.
+func (n *Node) leftCluster() {
+	n.removedOnce.Do(func() {
+		n.log.Warn("this node was removed from the cluster; raft stopped. Wipe its data directory before adding it back")
+		if err := n.Raft.Shutdown(); err != nil {
+			n.log.Warn("raft shutdown", "err", err)
+		}
+		close(n.removed)
+	})
+}
+
+// Removed is closed once the node has seen itself removed from the cluster
+// and stopped raft (leftCluster).
+func (n *Node) Removed() <-chan struct{} { return n.removed }
+
+func (n *Node) isRemoved() bool {
+	select {
+	case <-n.removed:
+		return true
+	default:
+		return false
+	}
+}
+
 // Failed is closed once the state machine has stopped on a storage failure
 // and the node has left raft (see leaveRaft); Err says why.
 func (n *Node) Failed() <-chan struct{} { return n.failed }
@@ -342,6 +378,10 @@ func (n *Node) httpHandler() http.Handler {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := n.FSM.Err(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if n.isRemoved() {
+			http.Error(w, "removed from the cluster", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -335,12 +335,30 @@ func (c *Cluster) spawn(n *Node, extra ...string) error {
 	return nil
 }
 
+// ExpectExit says whether n's process may exit on its own without that
+// being an anomaly: a node removed from the cluster exits by itself.
+func (c *Cluster) ExpectExit(n *Node, on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil && n.state == StateRunning {
+		n.expect = on
+	}
+}
+
 // signal sends sig to n's process after setting its expected state.
 func (n *Node) signal(sig os.Signal, next State, expectExit bool) (chan struct{}, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd == nil || (n.state != StateRunning && n.state != StatePaused) {
 		return nil, fmt.Errorf("cluster: %s is not running (%s)", n.ID, n.state)
+	}
+	if n.expect && expectExit {
+		select {
+		case <-n.exited: // it exited on its own, as expected (ExpectExit)
+			n.state = next
+			return n.exited, nil
+		default:
+		}
 	}
 	if expectExit {
 		n.expect = true

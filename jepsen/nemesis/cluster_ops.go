@@ -48,6 +48,7 @@ func (m *membership) Inject(ctx context.Context, env *Env, rng *rand.Rand) (stri
 	}
 	v := r[rng.IntN(len(r))]
 	since := time.Now()
+	env.Cluster.ExpectExit(v, true) // a removed node exits by itself
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	err := env.Admin.RemoveNode(cctx, v.ID)
 	cancel()
@@ -81,6 +82,7 @@ func (m *membership) Heal(ctx context.Context, env *Env) error {
 			return fmt.Errorf("removal of %s with an unknown outcome: %w", u.ID, err)
 		}
 		if !removed {
+			env.Cluster.ExpectExit(u, false) // still a member: an exit is an anomaly again
 			return nil
 		}
 		if err := m.takeOut(env, u); err != nil {
