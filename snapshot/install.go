@@ -212,6 +212,9 @@ func (s *Store) sources(m *Manifest) []Source {
 		seen[src.Addr] = true
 		out = append(out, src)
 	}
+	if m.Holder != nil {
+		add(*m.Holder) // the sender: it holds every file
+	}
 	add(m.Source)
 	if s.cfg.Sources != nil {
 		for _, src := range s.cfg.Sources(m) {

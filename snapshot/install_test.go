@@ -136,7 +136,7 @@ func TestInstallFailsCleanlyWhenSourceUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Source.Addr = addr
+	m.Source.Addr, m.Holder = addr, nil // the creator unreachable, no other holder named
 	enc, _ := m.Encode()
 	dir := filepath.Join(t.TempDir(), "db")
 	st, err := b.Install(context.Background(), strings.NewReader(string(enc)), dir)

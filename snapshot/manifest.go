@@ -75,6 +75,13 @@ type Manifest struct {
 	// state from its own files by a delta install against RebuiltFrom's
 	// copy: the same state (ID, index, term, Extra), this node's files.
 	RebuiltFrom *Source `json:"rebuilt_from,omitempty"`
+	// Holder, when set, is the node that sent this manifest to an
+	// installing node: it holds every file (a store keeps the files of
+	// every checkpoint it lists), so the install asks it first. Set by
+	// Store.Open on the way out, never stored by the creator; Source stays
+	// the creator, which may be gone — or be the installing node's own id in
+	// a previous life, or empty for a restored checkpoint.
+	Holder *Source `json:"holder,omitempty"`
 }
 
 // State returns the index and term of the last entry the checkpoint's

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -220,7 +221,42 @@ func (s *Store) List() ([]*raft.SnapshotMeta, error) {
 // Open implements raft.SnapshotStore. The reader fails with ErrCorrupt at
 // its end if the payload does not match the checksum taken when it was
 // written.
+//
+// It is what raft sends to a follower: an installed manifest goes out with
+// Holder set to this node (its FileService address), which holds all of
+// its files.
 func (s *Store) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := s.openStored(id)
+	if err != nil || s.cfg.Addr == "" {
+		return meta, rc, err
+	}
+	e, err := s.entry(id)
+	if err != nil || e.meta.CheckpointID == "" || e.pending {
+		// Not a manifest; or one received and not yet installed, whose
+		// files this node does not hold (raft reopens it to install it):
+		// as stored, naming whoever sent it.
+		return meta, rc, err
+	}
+	b, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.Holder = &Source{NodeID: s.cfg.NodeID, Addr: s.cfg.Addr}
+	if b, err = m.Encode(); err != nil {
+		return nil, nil, err
+	}
+	out := *meta
+	out.Size = int64(len(b))
+	return &out, io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// openStored opens a snapshot's payload as stored, verified as it is read.
+func (s *Store) openStored(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
 	e, err := s.entry(id)
 	if err != nil {
 		return nil, nil, err
@@ -255,7 +291,7 @@ func (r *checkedReader) Close() error { return r.f.Close() }
 
 // readPayload returns a snapshot's payload, verified.
 func (s *Store) readPayload(e *entry) ([]byte, error) {
-	_, rc, err := s.Open(e.id())
+	_, rc, err := s.openStored(e.id())
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,49 @@
+package snapshot
+
+import (
+	"io"
+	"path/filepath"
+	"testing"
+)
+
+// What raft sends (Open) names this node as the holder of the files; what
+// the store keeps and reads itself (the catalog) does not change.
+func TestOpenNamesTheSenderAsHolder(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, filepath.Join(dir, "db"))
+	defer db.Close()
+	put(t, db, "k", "v")
+	s := newStore(t, filepath.Join(dir, "s"), "n1", "10.0.0.1:7101", nil)
+	id, _ := checkpoint(t, s, db, 5, 1)
+	meta, rc, err := s.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != meta.Size {
+		t.Fatalf("meta says %d bytes, %d sent", meta.Size, len(b))
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Holder == nil || *m.Holder != (Source{NodeID: "n1", Addr: "10.0.0.1:7101"}) {
+		t.Fatalf("holder %+v, want n1 at 10.0.0.1:7101", m.Holder)
+	}
+	d, err := s.Show(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Manifest.Holder != nil {
+		t.Fatalf("the stored manifest has a holder: %+v", d.Manifest.Holder)
+	}
+	// An installing node asks the holder first.
+	r := newStore(t, filepath.Join(dir, "r"), "n2", "10.0.0.2:7101", nil)
+	if src := r.sources(m); len(src) == 0 || src[0] != *m.Holder {
+		t.Fatalf("sources %+v, want the holder first", src)
+	}
+}
