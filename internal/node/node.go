@@ -141,6 +141,9 @@ func Start(cfg Config) (n *Node, err error) {
 			started.Stop()
 		}
 	}()
+	if err := claimDataDir(cfg.DataDir, cfg.NodeID); err != nil {
+		return nil, err
+	}
 	tlsCfgs, err := cfg.TLS.Load()
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)

@@ -81,7 +81,7 @@ func Restore(ctx context.Context, cfg RestoreConfig) (res *RestoreResult, err er
 			return nil, fmt.Errorf("%w: %s exists", ErrHasState, d)
 		}
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := claimDataDir(cfg.DataDir, cfg.NodeID); err != nil {
 		return nil, err
 	}
 	defer func() {
