@@ -201,6 +201,8 @@ func ckptStatus(err error) error {
 		return status.Error(codes.DataLoss, err.Error())
 	case errors.Is(err, snapshot.ErrExists):
 		return statusWithReason(codes.AlreadyExists, ReasonExists, err.Error(), nil)
+	case errors.Is(err, snapshot.ErrBadURL):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return status.Error(codes.Unavailable, "node is shutting down")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -18,4 +18,6 @@ var (
 	ErrIncomplete = errors.New("snapshot: checkpoint files missing locally")
 	// ErrExists: a restore target already exists and is never overwritten.
 	ErrExists = errors.New("snapshot: target already exists")
+	// ErrBadURL: an object-storage URL that cannot name a bucket.
+	ErrBadURL = errors.New("snapshot: bad bucket URL")
 )

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -49,12 +50,33 @@ type ExportProgress struct {
 // imported): the files the bucket does not hold yet, then the manifest.
 // progress, if not nil, is called after every file and during uploads.
 func (s *Store) Export(ctx context.Context, id, bucketURL string, progress func(ExportProgress)) (ExportStats, error) {
-	b, err := blob.OpenBucket(ctx, bucketURL)
+	b, err := OpenBucket(ctx, bucketURL)
 	if err != nil {
-		return ExportStats{ID: id, Err: err}, fmt.Errorf("snapshot: open bucket: %w", err)
+		return ExportStats{ID: id, Err: err}, err
 	}
 	defer b.Close()
 	return s.ExportTo(ctx, id, b, progress)
+}
+
+// OpenBucket opens the bucket at a gocloud.dev/blob URL, refusing what
+// would not do what it says: a file:// URL with a host (file://tmp/x names
+// the directory /x on the host "tmp", which fileblob ignores: three slashes
+// are needed for a local path), or no scheme at all.
+func OpenBucket(ctx context.Context, bucketURL string) (*blob.Bucket, error) {
+	u, err := url.Parse(bucketURL)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %q: %v", ErrBadURL, bucketURL, err)
+	case u.Scheme == "":
+		return nil, fmt.Errorf("%w: %q has no scheme (file:///path, s3://bucket, gs://bucket, azblob://container)", ErrBadURL, bucketURL)
+	case u.Scheme == "file" && u.Host != "" && u.Host != "localhost":
+		return nil, fmt.Errorf("%w: %q names the host %q; a local directory takes three slashes: file:///%s%s", ErrBadURL, bucketURL, u.Host, u.Host, u.Path)
+	}
+	b, err := blob.OpenBucket(ctx, bucketURL)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: open bucket %s: %w", bucketURL, err)
+	}
+	return b, nil
 }
 
 // ExportTo is Export to an open bucket.
@@ -227,9 +249,9 @@ func Exported(ctx context.Context, b *blob.Bucket) ([]*Manifest, error) {
 // exist. The returned manifest carries the raft index and term of the
 // state (see Adopt to start raft from it).
 func RestoreFrom(ctx context.Context, bucketURL, id, fsmDir string) (*Manifest, error) {
-	b, err := blob.OpenBucket(ctx, bucketURL)
+	b, err := OpenBucket(ctx, bucketURL)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: open bucket: %w", err)
+		return nil, err
 	}
 	defer b.Close()
 	return RestoreFromBucket(ctx, b, id, fsmDir)

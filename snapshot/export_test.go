@@ -188,3 +188,25 @@ func TestAdoptContinuesAboveStateIndex(t *testing.T) {
 		t.Fatalf("persist of a checkpoint behind its index: %v", err)
 	}
 }
+
+func TestOpenBucketRefusesURLsThatDoNotSayWhatTheyMean(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"file://" + dir, true},
+		{"file://localhost" + dir, true},
+		{"file://tmp/backups", false}, // the host "tmp": fileblob would write /backups
+		{"/tmp/backups", false},       // no scheme
+		{"tmp/backups", false},
+	} {
+		b, err := OpenBucket(context.Background(), tc.url)
+		if b != nil {
+			_ = b.Close()
+		}
+		if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, ErrBadURL)) {
+			t.Errorf("%s: %v, want ok=%v", tc.url, err, tc.ok)
+		}
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"gocloud.dev/blob"
 
 	"github.com/cairn-db/cairn/internal/node"
 	"github.com/cairn-db/cairn/raftnode"
@@ -87,9 +86,9 @@ failure what was created is removed.`,
 				bucketURL, id = from, checkpoint
 			}
 			ctx := cmd.Context()
-			b, err := blob.OpenBucket(ctx, bucketURL)
+			b, err := snapshot.OpenBucket(ctx, bucketURL)
 			if err != nil {
-				return fmt.Errorf("restore: open bucket %s: %w", bucketURL, err)
+				return fmt.Errorf("restore: %w", err)
 			}
 			defer b.Close()
 			if list {

@@ -93,8 +93,8 @@ func Restore(ctx context.Context, cfg RestoreConfig) (res *RestoreResult, err er
 	}()
 	b := cfg.Bucket
 	if b == nil {
-		if b, err = blob.OpenBucket(ctx, cfg.BucketURL); err != nil {
-			return nil, fmt.Errorf("node: restore: open bucket: %w", err)
+		if b, err = snapshot.OpenBucket(ctx, cfg.BucketURL); err != nil {
+			return nil, fmt.Errorf("node: restore: %w", err)
 		}
 		defer b.Close()
 	}
