@@ -312,7 +312,7 @@ func devLeader(ctx context.Context, eps []string) string {
 // node did not stop cleanly.
 func stopDevNodes(nodes []*devNode, timeout time.Duration, out io.Writer) error {
 	again := make(chan os.Signal, 1)
-	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(again)
 	fmt.Fprintln(out, "stopping the nodes...")
 	for _, n := range nodes {

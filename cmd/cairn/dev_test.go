@@ -118,13 +118,19 @@ func (d *devProc) waitOutput(ctx context.Context, t *testing.T, re *regexp.Regex
 // pids dev reported.
 func (d *devProc) interrupt(ctx context.Context, t *testing.T) []int {
 	t.Helper()
-	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+	return d.stopWith(ctx, t, os.Interrupt)
+}
+
+// stopWith is interrupt with another signal.
+func (d *devProc) stopWith(ctx context.Context, t *testing.T, sig os.Signal) []int {
+	t.Helper()
+	if err := d.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-d.done:
 	case <-ctx.Done():
-		t.Fatalf("cairn dev did not exit after SIGINT:\n%s", d.output())
+		t.Fatalf("cairn dev did not exit after %v:\n%s", sig, d.output())
 	}
 	var pids []int
 	for _, m := range regexp.MustCompile(`pid (\d+)`).FindAllStringSubmatch(d.output(), -1) {
@@ -187,9 +193,15 @@ func TestDev(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "already in use") || !strings.Contains(errOut, fmt.Sprintf("127.0.0.1:%d", base+1)) {
 		t.Errorf("dev on taken ports: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	d.interrupt(ctx, t)
-	if !d.exitOK {
-		t.Errorf("second cairn dev did not stop cleanly:\n%s", d.output())
+	// Its terminal closes (SIGHUP): the nodes stop with it.
+	pids = d.stopWith(ctx, t, syscall.SIGHUP)
+	if !d.exitOK || !strings.Contains(d.output(), "all nodes stopped") {
+		t.Errorf("second cairn dev did not stop cleanly on SIGHUP:\n%s", d.output())
+	}
+	for _, p := range pids {
+		if err := syscall.Kill(p, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("node pid %d still exists after dev's SIGHUP (kill 0: %v)", p, err)
+		}
 	}
 
 	// A different node count on the same directory is refused.
