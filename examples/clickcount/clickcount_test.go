@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,5 +179,23 @@ func TestUsageErrors(t *testing.T) {
 		if code, _, _ := runCmd(t, args...); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
 		}
+	}
+}
+
+// A wrong --input fails before registering the producer: registering would
+// fence a running instance of it.
+func TestMissingInputFailsBeforeRegistering(t *testing.T) {
+	c, err := api.NewClient(api.DefaultClientConfig("127.0.0.1:1")) // nothing there: registering would fail otherwise
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sum, err := operate(context.Background(), c, operatorConfig{Input: filepath.Join(t.TempDir(), "missing.txt"),
+		Source: "s", Producer: "p", Prefix: "clicks/", Batch: 10, Log: io.Discard})
+	if !errors.Is(err, fs.ErrNotExist) || sum != nil {
+		t.Fatalf("operate on a missing input: summary %v, err %v; want no summary and a not-exist error, before any call", sum, err)
+	}
+	if st := c.Stats(); st.Calls != 0 {
+		t.Fatalf("%d calls made before the input was opened", st.Calls)
 	}
 }

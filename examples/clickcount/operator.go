@@ -78,6 +78,13 @@ func operate(ctx context.Context, c *api.Client, cfg operatorConfig) (*summary, 
 		sum.ElapsedMs = time.Since(start).Milliseconds()
 	}()
 
+	// Open the input first: registering fences any running instance of
+	// this producer, which a typo in --input must not do.
+	f, err := os.Open(cfg.Input)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
 	p, err := c.RegisterProducer(ctx, cfg.Producer, api.DefaultProducerOptions())
 	if err != nil {
 		return nil, fmt.Errorf("register producer %q: %w", cfg.Producer, err)
@@ -88,11 +95,6 @@ func operate(ctx context.Context, c *api.Client, cfg operatorConfig) (*summary, 
 	fmt.Fprintf(cfg.Log, "clickcount: producer %q registered with epoch %d; source %q resumes at offset %d\n",
 		cfg.Producer, sum.Epoch, cfg.Source, sum.ResumedFrom)
 
-	f, err := os.Open(cfg.Input)
-	if err != nil {
-		return sum, err
-	}
-	defer f.Close()
 	sc := bufio.NewScanner(bufio.NewReaderSize(f, 1<<16))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 
