@@ -214,6 +214,13 @@ func newSnapMetrics(r prometheus.Registerer, cad *cadence) *snapMetrics {
 	r.MustRegister(m.ckptSeconds, m.installSeconds, m.pauseSeconds, m.ckptBytes, m.ckptNewBytes, m.ckptShared, m.lastCkpt, m.lastCkptIndex,
 		m.filesFetched, m.filesReused, m.bytesFetched, m.bytesReused, m.shipped, m.installs, m.checkpoints, m.failures,
 		m.deltaInstalls, m.bytesSent, m.keysFetched)
+	// Every series exists from the start at 0, so that an alert on a rate
+	// or an increase sees it before the first event.
+	for _, r := range []string{"ok", "error"} {
+		m.installs.WithLabelValues(r)
+		m.checkpoints.WithLabelValues(r)
+	}
+	m.failures.WithLabelValues("fetch")
 	return m
 }
 
