@@ -72,15 +72,45 @@ func DefaultClientConfig(endpoints ...string) ClientConfig {
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 250 * time.Millisecond}
 }
 
-// Validate reports an unusable configuration.
+// withDefaults fills the durations left at zero with DefaultClientConfig's,
+// so that ClientConfig{Endpoints: ...} is usable as it reads.
+func (c ClientConfig) withDefaults() ClientConfig {
+	d := DefaultClientConfig(c.Endpoints...)
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = d.AttemptTimeout
+	}
+	if c.RetryBudget == 0 {
+		c.RetryBudget = d.RetryBudget
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = d.BackoffMin
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = max(d.BackoffMax, c.BackoffMin)
+	}
+	return c
+}
+
+// Validate reports an unusable configuration (zero durations mean the
+// defaults; NewClient fills them in).
 func (c ClientConfig) Validate() error {
 	if len(c.Endpoints) == 0 {
 		return errors.New("cairn client: no endpoints")
 	}
-	if c.AttemptTimeout <= 0 || c.RetryBudget <= 0 || c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
-		return fmt.Errorf("cairn client: bad timeouts: %+v", c)
+	c = c.withDefaults()
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"AttemptTimeout", c.AttemptTimeout}, {"RetryBudget", c.RetryBudget}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("cairn client: %s must not be negative, got %v", d.name, d.v))
+		}
 	}
-	return nil
+	if c.BackoffMax < c.BackoffMin {
+		errs = append(errs, fmt.Errorf("cairn client: BackoffMax %v is below BackoffMin %v", c.BackoffMax, c.BackoffMin))
+	}
+	return errors.Join(errs...)
 }
 
 // Stats counts what the client did to get calls through.
@@ -111,6 +141,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	l := cfg.Logger
 	if l == nil {
 		l = slog.Default()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -50,6 +51,29 @@ func TestStoppedStateMachineIsAnUnknownOutcome(t *testing.T) {
 	for _, policy := range []retryPolicy{retryUnsent, retrySafe} {
 		if got := c.wrap(err, policy, true); !errors.Is(got, ErrUnknownOutcome) {
 			t.Errorf("policy %v: wrap = %v, want ErrUnknownOutcome", policy, got)
+		}
+	}
+}
+
+// ClientConfig{Endpoints: ...} works as it reads: zero durations are the
+// defaults; negative ones and an inverted backoff are refused by name.
+func TestClientConfigZeroMeansDefault(t *testing.T) {
+	c, err := NewClient(ClientConfig{Endpoints: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatalf("zero durations: %v", err)
+	}
+	if d := DefaultClientConfig("x"); c.cfg.AttemptTimeout != d.AttemptTimeout || c.cfg.RetryBudget != d.RetryBudget ||
+		c.cfg.BackoffMin != d.BackoffMin || c.cfg.BackoffMax != d.BackoffMax {
+		t.Fatalf("defaults not filled in: %+v", c.cfg)
+	}
+	_ = c.Close()
+	for _, bad := range []ClientConfig{
+		{Endpoints: []string{"x"}, RetryBudget: -1},
+		{Endpoints: []string{"x"}, BackoffMin: time.Second, BackoffMax: time.Millisecond},
+		{},
+	} {
+		if _, err := NewClient(bad); err == nil {
+			t.Errorf("%+v accepted", bad)
 		}
 	}
 }

@@ -10,4 +10,6 @@ var (
 	ErrNotFound = errors.New("fsm: not found")
 	// ErrClosed: the state machine was closed.
 	ErrClosed = errors.New("fsm: closed")
+	// ErrLocked: the state is open in another process.
+	ErrLocked = errors.New("fsm: state is in use by another process")
 )

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -189,6 +191,11 @@ func (f *FSM) openDB(dir string) (*pebble.DB, error) {
 	}
 	db, err := pebble.Open(dir, o)
 	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process") {
+			// Pebble's LOCK file is held: flock answers EWOULDBLOCK (another
+			// process), Pebble itself says so within one process.
+			return nil, fmt.Errorf("%w: %s (is a cairn node already running on this data directory?)", ErrLocked, dir)
+		}
 		return nil, fmt.Errorf("fsm: open pebble at %s: %w", dir, err)
 	}
 	return db, nil

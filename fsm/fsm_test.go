@@ -1,11 +1,14 @@
 package fsm
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -533,4 +536,60 @@ func walBatches(t *testing.T, fs vfs.FS, path string) int {
 			n++
 		}
 	}
+}
+
+// A second open of the same state — by another node process on the same
+// data directory, or in this one — fails with ErrLocked and a hint, not a
+// bare "resource temporarily unavailable".
+func TestSecondOpenIsLocked(t *testing.T) {
+	if dir := os.Getenv("CAIRN_LOCK_CHILD"); dir != "" {
+		f, err := Open(DefaultConfig(dir))
+		if err != nil {
+			fmt.Println("child open:", err)
+			os.Exit(3)
+		}
+		fmt.Println("OPEN")
+		_, _ = io.Copy(io.Discard, os.Stdin) // hold it until the parent closes stdin
+		_ = f.Close()
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	child := exec.Command(os.Args[0], "-test.run=^TestSecondOpenIsLocked$", "-test.count=1")
+	child.Env = append(os.Environ(), "CAIRN_LOCK_CHILD="+dir)
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stdin.Close(); _ = child.Wait() }()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "OPEN\n" {
+		t.Fatalf("child: %q", line)
+	}
+	check := func(what string) {
+		t.Helper()
+		g, err := Open(DefaultConfig(dir))
+		if err == nil {
+			_ = g.Close()
+			t.Fatalf("%s: the same state opened twice", what)
+		}
+		if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "already running") {
+			t.Fatalf("%s: %v, want ErrLocked with a hint", what, err)
+		}
+	}
+	check("held by another process")
+	_ = stdin.Close()
+	_ = child.Wait()
+	f, err := Open(DefaultConfig(dir))
+	if err != nil {
+		t.Fatalf("after the other process closed it: %v", err)
+	}
+	defer f.Close()
+	check("held by this process")
 }

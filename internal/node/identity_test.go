@@ -1,10 +1,14 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cairn-db/cairn/raftnode"
 )
 
 func TestDataDirBelongsToOneNode(t *testing.T) {
@@ -39,5 +43,18 @@ func TestStartRefusesAnotherNodesDataDir(t *testing.T) {
 	}
 	if !errors.Is(err, ErrWrongNode) {
 		t.Fatalf("start: %v, want ErrWrongNode", err)
+	}
+}
+
+// A restore that fails leaves no data directory behind when it made it.
+func TestFailedRestoreLeavesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new")
+	_, err := Restore(context.Background(), RestoreConfig{BucketURL: "file://" + t.TempDir(), DataDir: dir, NodeID: "n1",
+		Peers: []raftnode.Peer{{ID: "n1", Addr: "127.0.0.1:7201"}}}) // an empty bucket: nothing to restore
+	if err == nil {
+		t.Fatal("restore from an empty bucket succeeded")
+	}
+	if _, serr := os.Stat(dir); !errors.Is(serr, fs.ErrNotExist) {
+		t.Fatalf("failed restore left %s (%v)", dir, serr)
 	}
 }

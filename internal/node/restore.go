@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -81,6 +82,8 @@ func Restore(ctx context.Context, cfg RestoreConfig) (res *RestoreResult, err er
 			return nil, fmt.Errorf("%w: %s exists", ErrHasState, d)
 		}
 	}
+	_, statErr := os.Stat(cfg.DataDir)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	if err := claimDataDir(cfg.DataDir, cfg.NodeID); err != nil {
 		return nil, err
 	}
@@ -88,6 +91,9 @@ func Restore(ctx context.Context, cfg RestoreConfig) (res *RestoreResult, err er
 		if err != nil {
 			for _, d := range []string{stateDir, snapDir, raftDir} {
 				_ = os.RemoveAll(d)
+			}
+			if created { // leave nothing of a failed restore behind
+				_ = os.RemoveAll(cfg.DataDir)
 			}
 		}
 	}()
