@@ -245,7 +245,7 @@ The data directory is temporary unless --dir is given.`,
 	f.StringVar(&cfg.Dir, "dir", "", "data directory (default: a temporary one, removed afterwards)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the data directory")
 	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to run the nodes with (default: this one)")
-	f.StringArrayVar(&cfg.ServeFlags, "serve-flag", nil, "extra flag for `cairn serve`, repeatable")
+	f.StringArrayVar(&cfg.ServeFlags, "serve-flag", nil, "extra flag for \"cairn serve\", repeatable")
 	f.StringVar(&cfg.Trace, "trace", "", "write the write load's completed Puts per 10 ms and the create calls' times to this JSON file")
 	outputFlag(cmd, &output)
 	return cmd

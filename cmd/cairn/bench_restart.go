@@ -126,7 +126,7 @@ removed afterwards, unless --dir is given.`,
 	f.BoolVar(&cfg.Kill, "kill", false, "stop with SIGKILL (crash) instead of SIGTERM")
 	f.StringVar(&cfg.Dir, "dir", "", "data directory (default: a temporary one, removed afterwards)")
 	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to run the node with (default: this one)")
-	f.StringArrayVar(&cfg.ServeFlags, "serve-flag", nil, "extra flag for `cairn serve`, repeatable")
+	f.StringArrayVar(&cfg.ServeFlags, "serve-flag", nil, "extra flag for \"cairn serve\", repeatable")
 	outputFlag(cmd, &output)
 	return cmd
 }

@@ -91,8 +91,14 @@ would spend replaying them. -o json prints the whole catalog.`,
 
 func printCheckpointList(w io.Writer, l *api.CheckpointList) error {
 	r := l.Recovery
-	fmt.Fprintf(w, "node %s: applied index %d; %d entries since the newest checkpoint (index %d, %s ago); estimated replay %s",
-		l.Node, r.AppliedIndex, r.EntriesSince, r.CheckpointIndex, fmtDuration(r.SinceCheckpoint.Round(time.Millisecond)), fmtDuration(r.EstimatedReplay))
+	if r.CheckpointIndex == 0 {
+		// No checkpoint yet: SinceCheckpoint would be the node's uptime.
+		fmt.Fprintf(w, "node %s: applied index %d; no checkpoint yet, so a restart replays all %d entries; estimated replay %s",
+			l.Node, r.AppliedIndex, r.EntriesSince, fmtDuration(r.EstimatedReplay))
+	} else {
+		fmt.Fprintf(w, "node %s: applied index %d; %d entries since the newest checkpoint (index %d, %s ago); estimated replay %s",
+			l.Node, r.AppliedIndex, r.EntriesSince, r.CheckpointIndex, fmtDuration(r.SinceCheckpoint.Round(time.Millisecond)), fmtDuration(r.EstimatedReplay))
+	}
 	if r.Target > 0 {
 		fmt.Fprintf(w, " (target %s)", r.Target)
 	}
@@ -258,11 +264,11 @@ func newCheckpointCreateCmd() *cobra.Command {
 id. A raft snapshot is per node: the leader's are the ones it sends to
 followers that fell behind and the ones that let its log be truncated. A
 savepoint to export can be taken on a follower instead (--node follower, then
-export it with the same --node): every write waits for the leader, and a
-checkpoint on a follower cost a concurrent write load about half as many
-writes in our benchmark at 100 MiB (docs/benchmarks-checkpoints.md). When
-nothing was applied since the node's newest checkpoint, that one is printed
-and nothing is taken.
+export it with the same --node): every write waits for the leader, and in our
+benchmark at 100 MiB a checkpoint on a follower cost a concurrent write load
+about half as many writes as one on the leader
+(docs/benchmarks-checkpoints.md). When nothing was applied since the node's
+newest checkpoint, that one is printed and nothing is taken.
 The raft log up to the checkpoint (minus --trailing-logs) may be truncated
 afterwards, as with raft's own snapshots.`,
 		Args: cobra.NoArgs,
@@ -391,9 +397,12 @@ func newCheckpointExportCmd() *cobra.Command {
 does not hold yet (matched by checksum, so later exports of the same cluster
 ship only what changed), then the manifest, under checkpoints/<id>.json. The
 node opens the URL: file:///path is a directory on the node's machine;
-s3://bucket?region=...&prefix=... uses the node's AWS credentials (gs:// and
-azblob:// need a cairn built with -tags gcs or -tags azblob; see
-docs/checkpoints.md). Progress (bytes, files, rate) is shown on a terminal.
+s3://bucket?region=...&prefix=... uses the node's AWS credentials (quote such
+a URL for the shell). gs:// and azblob:// are not linked in by default: the
+nodes need a cairn rebuilt with a file in cmd/cairn that imports
+gocloud.dev/blob/gcsblob (or azureblob), after "go get" of that package or
+"go mod tidy"; see docs/checkpoints.md. Progress (bytes, files, rate) is shown
+on a terminal.
 Restore from the bucket with "cairn restore --from URL/ID".`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -128,6 +128,10 @@ func clientErr(cmd *cobra.Command, what string, err error) error {
 		msg += "; the write may or may not have been applied"
 	case st.Code() == codes.Unavailable && (strings.Contains(st.Message(), "tls:") || strings.Contains(st.Message(), "x509:")):
 		msg += "; the TLS handshake failed: check --cacert, --cert and --key against the nodes' --tls-ca and --tls-client-auth"
+	case st.Code() == codes.Unavailable && strings.Contains(st.Message(), "looked like an HTTP/1.1 header"):
+		// An HTTP/1.1 server (a node's --http-addr) answered instead of gRPC.
+		msg += fmt.Sprintf("; that is an HTTP port, not a gRPC one: point --endpoints at the nodes' --grpc-addr (cairn dev: 127.0.0.1:7101-7103, HTTP is 7301-7303); endpoints: %s",
+			strings.Join(endpoints(cmd), ","))
 	case st.Code() == codes.Unavailable && strings.Contains(st.Message(), "server preface") && !usesTLS(cmd):
 		// A plaintext client talking to a TLS port reads no HTTP/2 preface.
 		msg += "; the nodes may require TLS: set --cacert (and --cert, --key if they require client certificates)"

@@ -46,7 +46,7 @@ func newDevCmd() *cobra.Command {
 	cfg := devConfig{Nodes: 3, Dir: ".cairn-dev", PortBase: 7100, StopTimeout: 30 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run a local development cluster of `cairn serve` processes",
+		Short: "Run a local development cluster of \"cairn serve\" processes",
 		Long: `Run a local cluster of separate "cairn serve" processes on 127.0.0.1. Node i
 (n1, n2, ...) serves gRPC on port 7100+i, raft on 7200+i and HTTP (/metrics,
 /readyz, /debug/pprof) on 7300+i; its data lives in DIR/n<i> and its log in
@@ -70,7 +70,7 @@ same cluster with its data.`,
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of nodes (1-99)")
 	f.StringVar(&cfg.Dir, "dir", cfg.Dir, "directory for the nodes' data and logs")
 	f.StringVar(&cfg.Bin, "bin", "", "cairn binary to run the nodes with (default: this one)")
-	f.StringArrayVar(&cfg.ServeFlags, "serve-flag", nil, "extra flag for every `cairn serve`, repeatable (e.g. --serve-flag=--unsafe-no-fsync)")
+	f.StringArrayVar(&cfg.ServeFlags, "serve-flag", nil, "extra flag for every \"cairn serve\", repeatable (e.g. --serve-flag=--unsafe-no-fsync)")
 	f.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "how long to wait for the nodes to stop before killing them")
 	f.IntVar(&cfg.PortBase, "port-base", cfg.PortBase, "gRPC ports are BASE+i, raft BASE+100+i, HTTP BASE+200+i")
 	_ = f.MarkHidden("port-base")

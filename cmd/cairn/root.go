@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -18,7 +19,8 @@ func newRootCmd() *cobra.Command {
 	}
 	pf := root.PersistentFlags()
 	pf.StringSlice("endpoints", nil, "gRPC addresses of cluster members, comma separated (default: $CAIRN_ENDPOINTS, else 127.0.0.1:7101,7102,7103)")
-	pf.Duration("timeout", 30*time.Second, "how long one client call may retry before giving up")
+	timeout := positiveDuration(30 * time.Second)
+	pf.Var(&timeout, "timeout", "how long one client call may retry before giving up (> 0)")
 	pf.String("cacert", "", "TLS: CA bundle that signed the nodes' certificates (default: $CAIRN_CACERT; unset: plaintext)")
 	pf.String("cert", "", "TLS: client certificate, for nodes run with --tls-client-auth (default: $CAIRN_CERT)")
 	pf.String("key", "", "TLS: the client certificate's key (default: $CAIRN_KEY)")
@@ -27,6 +29,25 @@ func newRootCmd() *cobra.Command {
 		root.AddCommand(add())
 	}
 	return root
+}
+
+// positiveDuration is a duration flag that rejects zero and negative values
+// when it is parsed. Its type is "duration", so GetDuration reads it.
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+func (d *positiveDuration) Type() string   { return "duration" }
+
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v <= 0 {
+		return fmt.Errorf("must be > 0 (e.g. 30s)")
+	}
+	*d = positiveDuration(v)
+	return nil
 }
 
 // extraCommands are registered by the other subcommand files' init.

@@ -84,7 +84,9 @@ spec in canonical form.
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created table %s: %s\n", args[0], canon)
 			if s, err := window.ParseSpec(canon); err == nil && s.Retention == 0 && s.Kind != window.Session {
-				fmt.Fprintln(cmd.ErrOrStderr(), "note: retention is 0: windows are evicted as soon as they close, so queries see only open windows and watchers see no results; add --retention")
+				fmt.Fprintln(cmd.ErrOrStderr(), "note: retention is 0: windows are evicted as soon as they close, so queries see only open windows, "+
+					"and a closed window's result stays in the watch log only until the table watermark next advances "+
+					"(a watcher that has not read it by then misses it); add --retention")
 			}
 			return nil
 		},

@@ -82,8 +82,6 @@ JSON (-o json), one object per line: {"position":"INDEX/ORD","index":..,
 				return nil // Ctrl-C or --count reached
 			case errors.Is(err, api.ErrNotFound):
 				return &exitError{code: 1, msg: fmt.Sprintf("cairn: watch: table %s not found", args[0])}
-			case errors.Is(err, api.ErrTrimmed):
-				return &exitError{code: 1, msg: "cairn: watch: " + err.Error()}
 			case err != nil:
 				return clientErr(cmd, "watch", err)
 			}
