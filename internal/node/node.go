@@ -173,6 +173,14 @@ func Start(cfg Config) (n *Node, err error) {
 	if tlsCfgs != nil {
 		peerTLS = tlsCfgs.PeerClient
 		raftTLS = &raftnode.StreamTLS{Server: tlsCfgs.PeerServer, Client: tlsCfgs.PeerClient}
+		raftAdv := cfg.RaftAdvertise
+		if raftAdv == "" {
+			raftAdv = cfg.RaftAddr
+		}
+		if bad := tlsCfgs.Uncovered(grpcAdv, raftAdv); len(bad) > 0 {
+			n.log.Warn("the node's TLS certificate does not name these advertised addresses: members and clients dialling them will refuse it (add them to the certificate's subjectAltName)",
+				"addresses", bad, "names", append(append([]string{}, tlsCfgs.Leaf.DNSNames...), ipStrings(tlsCfgs.Leaf.IPAddresses)...))
+		}
 	}
 	n.fetcher = snapshot.NewGRPCFetcher(grpc.WithTransportCredentials(tlsconf.Credentials(peerTLS)))
 	scfg := snapshot.DefaultConfig(filepath.Join(cfg.DataDir, "snapshots"), cfg.NodeID, grpcAdv)
@@ -449,3 +457,11 @@ func (n *Node) Stop() {
 
 // Registry is the node's Prometheus registry.
 func (n *Node) Registry() *prometheus.Registry { return n.registry }
+
+func ipStrings(ips []net.IP) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}

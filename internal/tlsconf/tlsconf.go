@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -51,6 +52,29 @@ type Configs struct {
 	GRPCServer *tls.Config // the gRPC port
 	PeerServer *tls.Config // the raft port: members must present a certificate
 	PeerClient *tls.Config // connections to members: raft, forwarding, checkpoint files
+	// Leaf is the node's certificate as loaded at start.
+	Leaf *x509.Certificate
+}
+
+// Uncovered returns those of addrs (host:port) whose host the node's
+// certificate does not name: members and clients that dial them verify the
+// name, and fail. Unspecified hosts ("", 0.0.0.0, ::) are skipped: they are
+// bind addresses, not names anyone dials.
+func (c *Configs) Uncovered(addrs ...string) []string {
+	var out []string
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			host = a
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			continue
+		}
+		if c.Leaf.VerifyHostname(host) != nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Load reads the files; it returns nil, nil when TLS is off.
@@ -89,6 +113,7 @@ func (n Node) Load() (*Configs, error) {
 		PeerServer: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: serverCert, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert},
 		PeerClient: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool,
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }},
+		Leaf: leaf,
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,21 @@ func TestCertificateReloadedWhenItsFilesChange(t *testing.T) {
 	client, err := cfgs.PeerClient.GetClientCertificate(nil)
 	if err != nil || client.Leaf.SerialNumber.String() == first {
 		t.Fatalf("connections to members still present the old certificate: %v", err)
+	}
+}
+
+func TestUncoveredAdvertisedAddresses(t *testing.T) {
+	ca := testcerts.MustCA(t, "c")
+	node, err := ca.Issue("n1", "n1.example", "10.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := tlsconf.Node{CAFile: ca.CAFile, CertFile: node.CertFile, KeyFile: node.KeyFile}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfgs.Uncovered("n1.example:7101", "10.0.0.1:7201", "10.0.0.2:7201", "other.example:7101", "0.0.0.0:7101", ":7101")
+	if want := []string{"10.0.0.2:7201", "other.example:7101"}; !slices.Equal(got, want) {
+		t.Fatalf("uncovered %v, want %v", got, want)
 	}
 }
