@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -268,5 +269,17 @@ func TestCLIHelpFixes(t *testing.T) {
 	_, errOut, code := runCLI(t, nil, "--endpoints", c.nodes[0].http, "--timeout", "2s", "get", "k")
 	if code != 1 || !strings.Contains(errOut, "HTTP port") || strings.Contains(errOut, "may require TLS") {
 		t.Errorf("get at the HTTP port: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// A bad value from the environment names the variable, not only the flag
+// the user never typed.
+func TestBindEnvNamesTheVariable(t *testing.T) {
+	t.Setenv("CAIRN_ELECTION_TIMEOUT", "5")
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.Duration("election-timeout", time.Second, "")
+	err := bindEnv(fs)
+	if err == nil || !strings.Contains(err.Error(), "CAIRN_ELECTION_TIMEOUT") {
+		t.Fatalf("bindEnv: %v, want the variable named", err)
 	}
 }

@@ -63,7 +63,10 @@ func bindEnv(fs *pflag.FlagSet) error {
 		}
 		env := "CAIRN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok {
-			err = fs.Set(f.Name, v)
+			if serr := fs.Set(f.Name, v); serr != nil {
+				// Name the variable: the user never typed the flag.
+				err = fmt.Errorf("%s=%q (the --%s flag): %w", env, v, f.Name, serr)
+			}
 		}
 	})
 	return err
