@@ -377,6 +377,8 @@ func TestMembershipRefusesConflicts(t *testing.T) {
 // A removed follower, and a leader that removes itself, each see that they
 // were removed (Removed closes); the members that stay do not.
 func TestRemovedMembersKnowIt(t *testing.T) {
+	old := raftnode.SetRemovalSettleFloor(time.Second)
+	t.Cleanup(func() { raftnode.SetRemovalSettleFloor(old) })
 	c := newCluster(t, 3)
 	l := c.leader()
 	f := c.other(l)

@@ -68,7 +68,6 @@ type Node struct {
 	wg       sync.WaitGroup
 
 	// removal (removed.go)
-	wasMember    atomic.Bool
 	suspectSince time.Time // checkRemoved only (watchLeadership's goroutine)
 	removedCh    chan struct{}
 	removedOnce  sync.Once

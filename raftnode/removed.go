@@ -8,11 +8,12 @@ import (
 )
 
 // Removed is closed once this node has seen itself removed from the
-// cluster: a committed configuration without it, after one with it, or
-// raft shut down by its own removal (a leader that removed itself). A
-// removed node no longer hears from the leader, so it would go on serving
-// stale reads and reporting healthy; its owner should stop it (cairn serve
-// exits). See checkRemoved for when a removal counts as settled.
+// cluster: raft shut down by its own removal (a leader that removed
+// itself), or a newest configuration without it that no leader has undone
+// for ten election timeouts (at least
+// removalSettleFloor). A removed node no longer hears from the leader, so
+// it would go on serving stale reads and reporting healthy; its owner
+// should stop it (cairn serve exits).
 func (n *Node) Removed() <-chan struct{} { return n.removedCh }
 
 // checkRemoved is called from the leadership watch loop.
@@ -38,25 +39,20 @@ func (n *Node) checkRemoved() {
 	}
 	for _, s := range servers {
 		if s.ID == raft.ServerID(n.cfg.NodeID) {
-			n.wasMember.Store(true)
 			n.suspectSince = time.Time{}
 			return
 		}
 	}
-	// A committed configuration without this node, after one with it,
-	// settles it. (A joining node replays older configurations, committed
-	// ones, before the one that added it: hence "after one with it", which
-	// this loop may miss when the removal follows the addition closely.)
-	// The leader stops replicating to a removed server as soon as it
-	// appends the removal, so the server usually never learns that it
-	// committed; a removal that no leader undoes for long settles it too
-	// (an uncommitted one that a new leader drops is undone by that
-	// leader's first AppendEntries, which lists this node again). A
-	// restarted node that was removed before is caught that way.
-	if n.wasMember.Load() && f.Index() <= n.raft.CommitIndex() {
-		n.markRemoved("the committed configuration no longer lists this node")
-		return
-	}
+	// The newest configuration lacks this node. Whether that entry
+	// committed, a removed server cannot tell: the leader stops replicating
+	// to it as soon as it appends the removal (and raft's configuration
+	// future carries no index to compare with the commit index). A removal
+	// that no leader undoes for long settles it: an uncommitted one that a
+	// new leader drops is undone by that leader's first AppendEntries,
+	// which lists this node again; a joining node that replays the
+	// configurations from before its addition hears from the leader all
+	// along. (A process restarted on the data dir of a removed member is
+	// caught too: it hears from no one.)
 	now := time.Now()
 	if n.suspectSince.IsZero() {
 		n.suspectSince = now
