@@ -187,6 +187,7 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 		}
 	}
 	m.Duration = s.cfg.Now().Sub(p.start)
+	markOwn(sink)
 	b, err := m.Encode()
 	if err != nil {
 		return st, err
@@ -226,4 +227,12 @@ func (s *Store) latestInstalled() *Manifest {
 		}
 	}
 	return nil
+}
+
+// markOwn marks a sink of this package's Store as holding this node's own
+// checkpoint (see sink.markOwn); other sinks are left alone.
+func markOwn(k raft.SnapshotSink) {
+	if o, ok := k.(interface{ markOwn() }); ok {
+		o.markOwn()
+	}
 }

@@ -47,3 +47,49 @@ func TestOpenNamesTheSenderAsHolder(t *testing.T) {
 		t.Fatalf("sources %+v, want the holder first", src)
 	}
 }
+
+// A manifest received through raft is pending until installed, even when
+// it names this node's own id as its creator: a node wiped and re-added
+// under the same id holds none of "its" files, and a checkpoint listed as
+// installed is what a restart restores first (a failed install made every
+// restart exit).
+func TestReceivedManifestNamingThisIDStaysPending(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, filepath.Join(dir, "db"))
+	defer db.Close()
+	put(t, db, "k", "v")
+	before := newStore(t, filepath.Join(dir, "before"), "n1", "10.0.0.1:7101", nil) // n1's previous life
+	id, _ := checkpoint(t, before, db, 5, 1)
+	meta, rc, err := before.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := newStore(t, filepath.Join(dir, "after"), "n1", "10.0.0.1:7101", nil) // wiped, same id
+	sink, err := after.Create(meta.Version, meta.Index, meta.Term, meta.Configuration, meta.ConfigurationIndex, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Write(payload); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := after.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 0 {
+		t.Fatalf("a received, uninstalled checkpoint is listed: %+v", listed[0])
+	}
+	// The node's own checkpoints are listed at once.
+	own, err := before.List()
+	if err != nil || len(own) != 1 {
+		t.Fatalf("own checkpoint: %v, %v", own, err)
+	}
+}

@@ -313,6 +313,7 @@ func (s *Store) manifest(e *entry) (*Manifest, error) {
 
 type sink struct {
 	s        *Store
+	own      bool // written by this store's own checkpoint paths (markOwn)
 	tmp      string
 	f        *os.File
 	h        *xxh3.Hasher
@@ -323,6 +324,10 @@ type sink struct {
 }
 
 func (k *sink) ID() string { return k.meta.ID }
+
+// markOwn says the manifest written to k describes this node's own state
+// (a checkpoint it took, adopted or rebuilt), not one received from a peer.
+func (k *sink) markOwn() { k.own = true }
 
 func (k *sink) Write(p []byte) (int, error) {
 	if k.done {
@@ -391,10 +396,15 @@ func (k *sink) commit() error {
 		}
 		if m, err := decodeManifest(b); err == nil {
 			k.meta.CheckpointID = m.ID
-			// A checkpoint made elsewhere reached us through raft's
-			// InstallSnapshot: the FSM does not hold it until Restore
-			// has fetched its files and swapped the DB.
-			pending = m.Source.NodeID != s.cfg.NodeID
+			// A manifest this store did not write itself (Persist, Adopt,
+			// a delta rebuild) reached it through raft's InstallSnapshot:
+			// the FSM does not hold it until Restore has fetched its files
+			// and swapped the DB. Not the manifest's Source: a node wiped
+			// and re-added under the same id receives checkpoints "from
+			// itself" whose files it no longer has (listed as installed,
+			// a failed install made every restart try to restore it and
+			// exit: jepsen membership+snapshot).
+			pending = !k.own
 		} else if !errors.Is(err, ErrNotManifest) {
 			return err
 		}
