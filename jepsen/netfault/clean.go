@@ -15,7 +15,21 @@ import (
 // CAIRNJ- chains in the filter and mangle tables, the lo root qdisc with
 // our handle, and cairn-jepsen- cgroups (after killing any process still
 // in them). It returns what it removed.
+//
+// It acts on every run's leftovers, so it is for when no run is going on:
+// the cgroup part kills the processes of any run still going.
 func Clean(run Runner) ([]string, error) {
+	root, err := cluster.Cgroup2Root()
+	if err != nil {
+		root = "" // no cgroup2: nothing of ours there
+	}
+	return clean(run, root)
+}
+
+// clean is Clean with the cgroup2 root given ("" skips cgroups), so that
+// tests never touch the machine's cgroups: a test once killed every
+// jepsen run's nodes on the machine while it ran.
+func clean(run Runner, cgroupRoot string) ([]string, error) {
 	if run == nil {
 		run = ExecRunner
 	}
@@ -61,8 +75,8 @@ func Clean(run Runner) ([]string, error) {
 			done = append(done, "tc: removed lo root qdisc "+tcHandle)
 		}
 	}
-	if root, err := cluster.Cgroup2Root(); err == nil {
-		dirs, _ := filepath.Glob(filepath.Join(root, cluster.CgroupPrefix+"*"))
+	if cgroupRoot != "" {
+		dirs, _ := filepath.Glob(filepath.Join(cgroupRoot, cluster.CgroupPrefix+"*"))
 		for _, d := range dirs {
 			for _, pid := range cluster.CgroupPIDs(d) {
 				if p, err := os.FindProcess(pid); err == nil && p.Kill() == nil {

@@ -1,6 +1,9 @@
 package netfault
 
 import (
+	"github.com/cairn-db/cairn/jepsen/cluster"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -95,9 +98,24 @@ func TestCleanRemovesOnlyOurChains(t *testing.T) {
 		"iptables -w -t mangle -S": "-P OUTPUT ACCEPT\n",
 		"tc qdisc show dev lo":     "qdisc noqueue 0: root refcnt 2\n",
 	}}
-	done, err := Clean(f.run)
+	// A fake cgroup root: ours (cairn-jepsen-*) is removed, others stay.
+	// Never the machine's: Clean kills what runs in its jepsen cgroups,
+	// which are other runs' nodes while this test runs.
+	cg := t.TempDir()
+	for _, d := range []string{cluster.CgroupPrefix + "leftover", "system.slice"} {
+		if err := os.Mkdir(filepath.Join(cg, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, err := clean(f.run, cg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cg, cluster.CgroupPrefix+"leftover")); !os.IsNotExist(err) {
+		t.Fatalf("our leftover cgroup is still there (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(cg, "system.slice")); err != nil {
+		t.Fatalf("a foreign cgroup was touched: %v", err)
 	}
 	if d := f.grep("-D OUTPUT"); len(d) != 1 || !strings.Contains(d[0], "-j CAIRNJ-abc123") {
 		t.Fatalf("jump removal: %v", f.cmds)
