@@ -299,6 +299,12 @@ func (n *Node) Ready() (bool, string) {
 		return false, "no leader known"
 	case st.Role == "leader" && !st.Ready:
 		return false, "leader catching up"
+	case st.LastIndex == 0 && st.AppliedIndex == 0:
+		// A node added to a cluster has no log until the leader's first
+		// entries or checkpoint reach it; its commit index is 0 meanwhile,
+		// so the check below would call it caught up (a wiped member whose
+		// checkpoint installs kept failing showed as ready).
+		return false, "joining: no log yet (waiting for the leader's entries or a checkpoint)"
 	case st.AppliedIndex+maxLag < st.CommitIndex:
 		return false, fmt.Sprintf("applying: %d of %d", st.AppliedIndex, st.CommitIndex)
 	}
