@@ -214,6 +214,9 @@ func (t *transfer) Inject(ctx context.Context, env *Env, rng *rand.Rand) (string
 			}
 			t.mu.Unlock()
 			if err == nil {
+				if to == "" {
+					to = "a node not yet known" // the old leader answered before it heard who won
+				}
 				env.logf("nemesis transfer: leadership to %s", to)
 			}
 			tm := time.NewTimer(500*time.Millisecond + time.Duration(r.Int64N(int64(time.Second))))
