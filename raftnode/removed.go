@@ -70,7 +70,7 @@ var removalSettleFloor = 10 * time.Second
 
 func (n *Node) markRemoved(why string) {
 	n.removedOnce.Do(func() {
-		n.log.Warn("removed from the cluster", "node", n.cfg.NodeID, "why", why)
+		n.log.Warn("removed from the cluster", "why", why)
 		close(n.removedCh)
 	})
 }
