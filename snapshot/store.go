@@ -226,12 +226,12 @@ func (s *Store) List() ([]*raft.SnapshotMeta, error) {
 // Holder set to this node (its FileService address), which holds all of
 // its files.
 func (s *Store) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
-	meta, rc, err := s.openStored(id)
-	if err != nil || s.cfg.Addr == "" {
-		return meta, rc, err
-	}
 	e, err := s.entry(id)
-	if err != nil || e.meta.CheckpointID == "" || e.pending {
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, rc, err := s.openStored(e)
+	if err != nil || s.cfg.Addr == "" || e.meta.CheckpointID == "" || e.pending {
 		// Not a manifest; or one received and not yet installed, whose
 		// files this node does not hold (raft reopens it to install it):
 		// as stored, naming whoever sent it.
@@ -256,17 +256,13 @@ func (s *Store) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
 }
 
 // openStored opens a snapshot's payload as stored, verified as it is read.
-func (s *Store) openStored(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
-	e, err := s.entry(id)
-	if err != nil {
-		return nil, nil, err
-	}
+func (s *Store) openStored(e *entry) (*raft.SnapshotMeta, io.ReadCloser, error) {
 	f, err := os.Open(filepath.Join(e.dir, "state"))
 	if err != nil {
 		return nil, nil, err
 	}
 	m := e.meta.SnapshotMeta
-	return &m, &checkedReader{f: f, h: xxh3.New(), want: e.meta.Checksum, size: m.Size, id: id}, nil
+	return &m, &checkedReader{f: f, h: xxh3.New(), want: e.meta.Checksum, size: m.Size, id: e.id()}, nil
 }
 
 type checkedReader struct {
@@ -291,7 +287,7 @@ func (r *checkedReader) Close() error { return r.f.Close() }
 
 // readPayload returns a snapshot's payload, verified.
 func (s *Store) readPayload(e *entry) ([]byte, error) {
-	_, rc, err := s.openStored(e.id())
+	_, rc, err := s.openStored(e)
 	if err != nil {
 		return nil, err
 	}
