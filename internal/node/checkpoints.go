@@ -4,7 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -38,7 +39,7 @@ func (n *Node) snapshotSources(m *snapshot.Manifest) []snapshot.Source {
 	}
 	if n.FSM != nil {
 		if addrs, err := n.FSM.NodeAddrs(); err == nil {
-			for _, id := range sortedKeys(addrs) {
+			for _, id := range slices.Sorted(maps.Keys(addrs)) {
 				add(id, addrs[id])
 			}
 		}
@@ -92,15 +93,6 @@ func (n *Node) discoverMembers(members []checkpointMember) []checkpointMember {
 	return nil
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // membersExtra is the manifest's Extra key of the members' client
 // addresses at the checkpoint's index, as the state recorded them.
 const membersExtra = "members"
@@ -135,7 +127,7 @@ func checkpointExtra(db *pebble.DB, _, _ uint64) (map[string]json.RawMessage, er
 		return nil, err
 	}
 	members := make([]checkpointMember, 0, len(addrs))
-	for _, id := range sortedKeys(addrs) {
+	for _, id := range slices.Sorted(maps.Keys(addrs)) {
 		members = append(members, checkpointMember{ID: id, Addr: addrs[id]})
 	}
 	mb, err := json.Marshal(members)
