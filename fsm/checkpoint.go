@@ -39,7 +39,16 @@ var ErrReplaced = errors.New("fsm: state was restored since the snapshot began")
 // growing until the live DB moves to a new WAL. A Checkpointer must read
 // no more than that of such a file (and must not modify it); Pebble must
 // not open dir until each is replaced by a copy of its prefix.
-type TakeCheckpoint = func(dir string) (index, term uint64, walPrefix map[string]int64, err error)
+//
+// reuse, when not nil, is called with the live path of each table (.sst)
+// as Pebble is about to link it into dir, while Pebble holds the version
+// that references it. It returns "" to have the table linked as usual, or
+// the path of a file that is that very table (the caller's own hard link
+// to it), which the caller keeps until take returns and records itself:
+// the table is then not linked and is absent from dir. (Reading the
+// applied index may need the whole checkpoint opened; the held files are
+// linked in for that and removed again.)
+type TakeCheckpoint = func(dir string, reuse func(src string) (held string)) (index, term uint64, walPrefix map[string]int64, err error)
 
 // takeCheckpoint returns the TakeCheckpoint of the database generation
 // gen. The WAL sync that Pebble's WithFlushedWAL performs first is also
@@ -57,7 +66,7 @@ type TakeCheckpoint = func(dir string) (index, term uint64, walPrefix map[string
 // package hashes a growing linked WAL incrementally, so a longer WAL costs
 // a create only what was written since the previous one.
 func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
-	return func(dir string) (uint64, uint64, map[string]int64, error) {
+	return func(dir string, reuse func(string) string) (uint64, uint64, map[string]int64, error) {
 		f.mu.RLock()
 		defer f.mu.RUnlock()
 		if f.db == nil {
@@ -69,13 +78,25 @@ func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
 		if err := f.Err(); err != nil {
 			return 0, 0, nil, err
 		}
-		done := f.walfs.linkInto(dir)
+		var skip func(string) bool
+		held := map[string]string{} // table left out of dir -> the caller's link to it
+		if reuse != nil {
+			skip = func(src string) bool { // Pebble links one table at a time
+				h := reuse(src)
+				if h != "" {
+					held[filepath.Base(src)] = h
+				}
+				return h != ""
+			}
+		}
+		done := f.walfs.linkInto(dir, skip)
 		err := f.db.Checkpoint(dir, pebble.WithFlushedWAL())
+		f.walfs.endReuse() // links from here on (openedApplied's) are real
 		var index, term uint64
 		var ends map[string]int64
 		if err == nil {
 			// Read through walfs: a linked WAL only up to what was captured.
-			index, term, ends, err = checkpointState(f.walfs, dir)
+			index, term, ends, err = checkpointState(f.walfs, dir, held)
 		}
 		linked := done()
 		if err != nil {
@@ -94,7 +115,7 @@ func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
 // CheckpointApplied returns the applied index and term recorded in the
 // Pebble checkpoint in dir without opening it (see checkpointState).
 func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
-	index, term, _, err = checkpointState(fs, dir)
+	index, term, _, err = checkpointState(fs, dir, nil)
 	return index, term, err
 }
 
@@ -104,8 +125,10 @@ func CheckpointApplied(fs vfs.FS, dir string) (index, term uint64, err error) {
 // the last batch of the newest WAL that holds any batch names the newest
 // applied entry; only that batch is decoded. When no WAL holds a batch
 // (or, unexpectedly, the last one does not set the key), the key is read
-// from the checkpoint opened read-only.
-func checkpointState(fs vfs.FS, dir string) (index, term uint64, ends map[string]int64, err error) {
+// from the checkpoint opened read-only, with the tables left out of it
+// (held: name -> a link to the same file elsewhere) linked in for as long
+// as that takes.
+func checkpointState(fs vfs.FS, dir string, held map[string]string) (index, term uint64, ends map[string]int64, err error) {
 	names, err := fs.List(dir)
 	if err != nil {
 		return 0, 0, nil, err
@@ -159,23 +182,47 @@ func checkpointState(fs vfs.FS, dir string) (index, term uint64, ends map[string
 			}
 		}
 	}
+	index, term, err = openedApplied(fs, dir, held)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return index, term, ends, nil
+}
+
+// openedApplied reads the applied index of the checkpoint in dir by
+// opening it read-only, with the held tables linked in meanwhile.
+func openedApplied(fs vfs.FS, dir string, held map[string]string) (index, term uint64, err error) {
+	var linked []string
+	defer func() {
+		for _, p := range linked {
+			if rerr := fs.Remove(p); rerr != nil && err == nil {
+				err = rerr
+			}
+		}
+	}()
+	for name, h := range held {
+		p := filepath.Join(dir, name)
+		if err := fs.Link(h, p); err != nil {
+			return 0, 0, fmt.Errorf("fsm: open checkpoint %s: link held table %s: %w", dir, name, err)
+		}
+		linked = append(linked, p)
+	}
 	o := PebbleOptions(fs)
 	o.ReadOnly = true
 	db, err := pebble.Open(dir, o)
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("fsm: open checkpoint %s: %w", dir, err)
+		return 0, 0, fmt.Errorf("fsm: open checkpoint %s: %w", dir, err)
 	}
 	defer db.Close()
 	v, c, err := db.Get(keyApplied)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, 0, ends, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, err
 	}
 	defer c.Close()
-	index, term, err = decodeApplied(v)
-	return index, term, ends, err
+	return decodeApplied(v)
 }
 
 func decodeApplied(v []byte) (uint64, uint64, error) {
@@ -192,11 +239,12 @@ func decodeApplied(v []byte) (uint64, uint64, error) {
 // reader confirms.
 //
 // A WAL linked from the live DB (opened through walFS: Pebble wrote it in
-// this process, moments ago) is read from its last scanTail bytes only,
-// rounded down to a block boundary: chunks never straddle blocks, and the
-// reader skips the rest of a record that began earlier. Only if no batch
-// is there is the whole file read. The copy of a WAL this process did not
-// write is always read whole.
+// this process, moments ago) is read from its last scanTails[0] bytes
+// only, rounded down to a block boundary: chunks never straddle blocks,
+// and the reader skips the rest of a record that began earlier. If no
+// whole batch is there (a batch larger than the tail), the next, longer
+// tail is read, and last the whole file. The copy of a WAL this process
+// did not write is always read whole.
 func scanWAL(fs vfs.FS, path string, num uint64) (last []byte, end int64, err error) {
 	f, err := fs.Open(path)
 	if err != nil {
@@ -204,8 +252,12 @@ func scanWAL(fs vfs.FS, path string, num uint64) (last []byte, end int64, err er
 	}
 	defer f.Close()
 	if wr, ok := f.(*walReader); ok {
-		if size := wr.n.Load(); size > scanTail {
-			from := (size - scanTail) / walBlockSize * walBlockSize
+		size := wr.n.Load()
+		for _, tail := range scanTails {
+			if size <= tail {
+				break
+			}
+			from := (size - tail) / walBlockSize * walBlockSize
 			last, end, err := scanRecords(io.NewSectionReader(f, from, size-from), num, path)
 			if err != nil || last != nil {
 				return last, from + end, err
@@ -215,9 +267,12 @@ func scanWAL(fs vfs.FS, path string, num uint64) (last []byte, end int64, err er
 	return scanRecords(f, num, path)
 }
 
-// scanTail is how much of a linked live WAL scanWAL reads first: a few
-// of the FSM's batches (each is one raft batch of entries).
-const scanTail = 1 << 20
+// scanTails are how much of a linked live WAL scanWAL reads, in turn,
+// before it reads all of it: the FSM's batches (one raft batch of entries
+// each) are mostly far smaller than the first; a producer's large commit
+// may need the second. Reading 1 MiB of each in every create was about a
+// sixth of its CPU (internal/node BenchmarkCreateCPU).
+var scanTails = []int64{64 << 10, 1 << 20}
 
 // walBlockSize is the block size of Pebble's log format (record package).
 const walBlockSize = 32 << 10

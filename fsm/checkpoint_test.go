@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ type captureCheckpointer struct {
 	index  uint64
 	real   TakeCheckpoint
 	prefix map[string]map[string]int64 // checkpoint dir -> linked WAL -> bytes
+	reuse  func(src string) string     // passed to take (nil: link every table)
 }
 
 func (c *captureCheckpointer) Snapshot(_ *pebble.DB, index, _ uint64, take TakeCheckpoint) (raft.FSMSnapshot, error) {
@@ -35,7 +37,7 @@ func (c *captureCheckpointer) Snapshot(_ *pebble.DB, index, _ uint64, take TakeC
 
 // take calls the FSM's take function, recording the linked prefixes.
 func (c *captureCheckpointer) take(dir string) (uint64, uint64, error) {
-	idx, term, prefix, err := c.real(dir)
+	idx, term, prefix, err := c.real(dir, c.reuse)
 	if c.prefix == nil {
 		c.prefix = map[string]map[string]int64{}
 	}
@@ -492,6 +494,137 @@ func TestCheckpointLeavesTheMemtable(t *testing.T) {
 	}
 }
 
+// Tables the Checkpointer says it holds (reuse) are left out of the
+// checkpoint directory, the others linked into it as before; with the
+// held ones put back the checkpoint opens as exactly the state at its
+// index. reuse sees every table of the version, each once, while Pebble
+// holds it (the test "holds" a table by linking it elsewhere, as the
+// snapshot store does).
+func TestCheckpointLeavesOutReusedTables(t *testing.T) {
+	fs := vfs.NewMem()
+	cp := &captureCheckpointer{}
+	f := openWith(t, fs, "/live", cp)
+	defer f.Close()
+	lg := newLogger()
+	for i := 0; i < 3; i++ { // three tables
+		applyOne(t, f, lg.next(put(fmt.Sprintf("k%d", i), "v")))
+		if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyOne(t, f, lg.next(put("unflushed", "x")))
+	if _, err := f.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.MkdirAll("/held", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	heldAt := map[string]string{}
+	var asked, held []string
+	cp.reuse = func(src string) string {
+		asked = append(asked, filepath.Base(src))
+		if len(asked)%2 == 0 {
+			return ""
+		}
+		h := filepath.Join("/held", fmt.Sprintf("%d-%s", len(asked), filepath.Base(src)))
+		if err := fs.Link(src, h); err != nil {
+			t.Error(err)
+			return ""
+		}
+		held = append(held, filepath.Base(src))
+		heldAt[filepath.Base(src)] = h
+		return h
+	}
+	idx, _, err := cp.take("/ck")
+	if err != nil || idx != 4 {
+		t.Fatalf("checkpoint at %d (%v), want 4", idx, err)
+	}
+	names, err := fs.List("/ck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var linked []string
+	for _, n := range names {
+		if strings.HasSuffix(n, ".sst") {
+			linked = append(linked, n)
+		}
+	}
+	if len(asked) < 2 || len(held) == 0 || len(linked) != len(asked)-len(held) {
+		t.Fatalf("asked about %v, held %v, linked %v: want every table asked about once, the held ones absent", asked, held, linked)
+	}
+	for _, n := range held {
+		if slices.Contains(linked, n) {
+			t.Fatalf("held table %s was linked into the checkpoint too", n)
+		}
+		if err := fs.Link(heldAt[n], filepath.Join("/ck", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp.materialize(t, fs, "/ck")
+	ck := openCheckpointDir(t, fs, "/ck")
+	defer ck.Close()
+	if ck.AppliedIndex() != 4 {
+		t.Fatalf("checkpoint opens at %d, want 4", ck.AppliedIndex())
+	}
+	if !bytes.Equal(dump(t, ck), dump(t, f)) {
+		t.Fatal("the checkpoint with its held tables put back differs from the live state")
+	}
+}
+
+// Right after a flush no WAL of a checkpoint holds a batch, so its
+// applied index is read by opening it: with every table left out
+// (reused), the held files are linked in for that and removed again.
+func TestCheckpointAppliedOfFlushedStateWithReusedTables(t *testing.T) {
+	fs := vfs.NewMem()
+	cp := &captureCheckpointer{}
+	f := openWith(t, fs, "/live", cp)
+	defer f.Close()
+	lg := newLogger()
+	for i := 0; i < 3; i++ {
+		applyOne(t, f, lg.next(put(fmt.Sprintf("k%d", i), "v")))
+	}
+	if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.MkdirAll("/held", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	cp.reuse = func(src string) string {
+		h := filepath.Join("/held", "x-"+filepath.Base(src))
+		if err := fs.Link(src, h); err != nil {
+			t.Error(err)
+			return ""
+		}
+		held = append(held, h)
+		return h
+	}
+	idx, term, err := cp.take("/ck")
+	if err != nil || idx != 3 || term != 1 {
+		t.Fatalf("checkpoint of the flushed state at %d/%d (%v), want 3/1", idx, term, err)
+	}
+	names, err := fs.List("/ck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, ".sst") {
+			t.Fatalf("table %s left in the checkpoint (all were reused: %v)", n, held)
+		}
+	}
+	if len(held) == 0 {
+		t.Fatal("no table was offered for reuse")
+	}
+	for _, h := range held {
+		if _, err := fs.Stat(h); err != nil {
+			t.Fatalf("held file %s: %v", h, err)
+		}
+	}
+}
+
 // syncCountFS counts the syncs of each file and directory by path.
 type syncCountFS struct {
 	vfs.FS
@@ -671,5 +804,58 @@ func TestCheckpointDoesNotReadTheLiveWAL(t *testing.T) {
 	defer ck.Close()
 	if ck.AppliedIndex() != 200 || !bytes.Equal(dump(t, ck), dump(t, ref)) {
 		t.Fatalf("the checkpoint opens at %d with other contents than the state after 200 entries", ck.AppliedIndex())
+	}
+}
+
+// The applied index of a checkpoint comes from the last batch of its
+// newest WAL, read from the WAL's tail: a short tail when the batch fits
+// in it, a longer one or the whole file when it does not.
+func TestCheckpointReadsOnlyTheWALTailItNeeds(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		last      int   // value bytes of the last batch
+		maxRead   int64 // bytes read of each of the checkpoint's WALs (64 KiB, then 1 MiB tails, each from a block boundary)
+		minNewest int64 // the newest WAL must be longer than the tail, or the case proves nothing
+	}{
+		{"small batch", 4 << 10, 64<<10 + 32<<10, 3 << 20 / 2},
+		{"batch over the short tail", 200 << 10, 64<<10 + 1<<20 + 64<<10, 3 << 20 / 2},
+		{"batch over every tail", 1200 << 10, 1 << 40, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := &readCountFS{FS: vfs.NewMem(), bytes: map[string]int64{}}
+			cp := &captureCheckpointer{}
+			f := openWith(t, fs, "/live", cp)
+			defer f.Close()
+			lg := newLogger()
+			val := bytes.Repeat([]byte{'v'}, 16<<10)
+			for i := 0; i < 600; i++ { // ~9.6 MiB of WALs (memtables double from 256 KiB) before the last batch
+				applyOne(t, f, lg.next(&command.Command{Type: command.TypeBatch, Batch: &command.Batch{Ops: []command.Op{{Kind: command.OpPut, Key: []byte(fmt.Sprintf("k%03d", i)), Value: val}}}}))
+			}
+			applyOne(t, f, lg.next(&command.Command{Type: command.TypeBatch, Batch: &command.Batch{Ops: []command.Op{{Kind: command.OpPut, Key: []byte("last"), Value: bytes.Repeat([]byte{'l'}, tc.last)}}}}))
+			if _, err := f.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+			fs.mu.Lock()
+			clear(fs.bytes)
+			fs.mu.Unlock()
+			idx, _, err := cp.take("/ck")
+			if err != nil || idx != 601 {
+				t.Fatalf("checkpoint at %d (%v), want 601", idx, err)
+			}
+			newest := ""
+			for name := range cp.prefix["/ck"] {
+				newest = max(newest, name)
+			}
+			if n := cp.prefix["/ck"][newest]; n < tc.minNewest {
+				t.Fatalf("the checkpoint's newest WAL %s holds %d bytes, want over %d for this case", newest, n, tc.minNewest)
+			}
+			fs.mu.Lock()
+			defer fs.mu.Unlock()
+			for p, n := range fs.bytes {
+				if filepath.Dir(p) == "/ck" && strings.HasSuffix(p, ".log") && n > tc.maxRead {
+					t.Errorf("read %d bytes of the checkpoint's WAL %s, want at most %d", n, p, tc.maxRead)
+				}
+			}
+		})
 	}
 }

@@ -51,7 +51,7 @@ func (s *fullSnapshot) persist(sink raft.SnapshotSink) error {
 	if err := s.fs.MkdirAll(filepath.Dir(s.dir), 0o755); err != nil {
 		return err
 	}
-	_, _, prefix, err := s.take(s.dir)
+	_, _, prefix, err := s.take(s.dir, nil)
 	if err != nil {
 		return err
 	}

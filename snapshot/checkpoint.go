@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -56,8 +57,10 @@ func (c *Checkpointer) Snapshot(db *pebble.DB, index, term uint64, take TakeFunc
 // TakeFunc makes the Pebble checkpoint of a snapshot in dir (see
 // fsm.TakeCheckpoint): the index and term of the state it holds, and the
 // WAL files that are hard links to a live WAL, of which only the first
-// walPrefix[name] bytes belong to the checkpoint.
-type TakeFunc = func(dir string) (index, term uint64, walPrefix map[string]int64, err error)
+// walPrefix[name] bytes belong to the checkpoint. Each table for which
+// reuse(its live path) returns a path — the store's link to the same
+// file — is left out of dir.
+type TakeFunc = func(dir string, reuse func(src string) (held string)) (index, term uint64, walPrefix map[string]int64, err error)
 
 type fsmSnapshot struct {
 	s     *Store
@@ -89,7 +92,27 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	st := CheckpointStats{ID: m.ID, Index: m.Index, Term: m.Term, PauseTime: p.pause}
 	phase := s.cfg.Now()
 	lap := func(d *time.Duration) { now := s.cfg.Now(); *d, phase = now.Sub(phase), now }
-	idx, term, prefix, err := p.take(p.dir)
+	// The tables the store holds already (nearly all of them at a steady
+	// state) stay out of the scratch checkpoint: held here until the
+	// manifest that references them is committed.
+	var reused []File
+	var reusedMu sync.Mutex
+	reuse := func(src string) string {
+		f, ok := s.holdStored(src)
+		if !ok {
+			return ""
+		}
+		reusedMu.Lock()
+		reused = append(reused, f)
+		reusedMu.Unlock()
+		return s.files.path(f.Checksum)
+	}
+	defer func() {
+		reusedMu.Lock()
+		defer reusedMu.Unlock()
+		s.release(reused)
+	}()
+	idx, term, prefix, err := p.take(p.dir, reuse)
 	lap(&st.TakeTime)
 	if err != nil {
 		return st, fmt.Errorf("snapshot: checkpoint at %d: %w", m.Index, err)
@@ -149,11 +172,25 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 		paths[e.Name()] = path
 		m.StateBytes += size
 	}
+	reusedMu.Lock()
+	for _, f := range reused {
+		if _, dup := paths[f.Name]; dup {
+			reusedMu.Unlock()
+			return st, fmt.Errorf("snapshot: table %s both reused and linked into the checkpoint", f.Name)
+		}
+		m.Files = append(m.Files, f)
+		m.StateBytes += f.Size
+	}
+	st.ReusedFiles = len(reused)
+	reusedMu.Unlock()
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
 	lap(&st.FilesTime)
 	s.hold(m.Files)
 	defer s.release(m.Files) // after sink.Close: the committed manifest references them
 	for _, f := range m.Files {
+		if _, linked := paths[f.Name]; !linked {
+			continue // reused: held by the store already
+		}
 		added, err := s.files.add(paths[f.Name], f)
 		if err != nil {
 			return st, fmt.Errorf("snapshot: store %s: %w", f.Name, err)
@@ -187,7 +224,7 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 		}
 	}
 	m.Duration = s.cfg.Now().Sub(p.start)
-	markOwn(sink)
+	markOwn(sink, m)
 	b, err := m.Encode()
 	if err != nil {
 		return st, err
@@ -204,7 +241,7 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	st.NewFiles, st.NewBytes, st.SharedFiles, st.SharedBytes = m.NewFiles, m.NewBytes, m.SharedFiles, m.SharedBytes
 	stateIndex, _ := m.State()
 	s.log.Info("snapshot: checkpoint created", "id", m.ID, "index", m.Index, "state_index", stateIndex, "files", st.Files,
-		"bytes", st.Bytes, "new_bytes", st.NewBytes, "hashed_bytes", st.HashedBytes, "took", st.Duration,
+		"bytes", st.Bytes, "new_bytes", st.NewBytes, "reused_files", st.ReusedFiles, "hashed_bytes", st.HashedBytes, "took", st.Duration,
 		"pause", st.PauseTime, "take", st.TakeTime, "files_time", st.FilesTime, "store", st.StoreTime, "commit", st.CommitTime)
 	return st, nil
 }
@@ -230,9 +267,10 @@ func (s *Store) latestInstalled() *Manifest {
 }
 
 // markOwn marks a sink of this package's Store as holding this node's own
-// checkpoint (see sink.markOwn); other sinks are left alone.
-func markOwn(k raft.SnapshotSink) {
-	if o, ok := k.(interface{ markOwn() }); ok {
-		o.markOwn()
+// checkpoint, m, which is what the caller writes to it, encoded (see
+// sink.markOwn); other sinks are left alone.
+func markOwn(k raft.SnapshotSink, m *Manifest) {
+	if o, ok := k.(interface{ markOwn(*Manifest) }); ok {
+		o.markOwn(m)
 	}
 }

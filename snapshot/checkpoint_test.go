@@ -1,7 +1,9 @@
 package snapshot
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,16 +23,12 @@ func sstBytes(m *Manifest) (n int, bytes int64) {
 
 func storedChecksums(t *testing.T, s *Store) []string {
 	t.Helper()
-	complete, _, err := s.files.entries()
+	complete, _, err := s.files.names()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for sum := range complete {
-		out = append(out, sum)
-	}
-	sort.Strings(out)
-	return out
+	sort.Strings(complete)
+	return complete
 }
 
 func manifestChecksums(ms ...*Manifest) []string {
@@ -305,4 +303,90 @@ func TestPendingSnapshotsHiddenUntilInstalled(t *testing.T) {
 	if l, _ := b.List(); len(l) != 1 || l[0].Index != 30 {
 		t.Fatalf("after retention raft sees %v", l)
 	}
+}
+
+// A table the store holds already — the very inode, linked by an earlier
+// checkpoint — is reused: not linked into the scratch checkpoint nor added
+// again, yet listed in the manifest. A table whose checksum is only
+// cached (as the prehasher caches new tables) or whose stored link is
+// gone is linked and added as before. The store holds what each manifest
+// lists, byte for byte.
+func TestCheckpointReusesHeldTables(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, filepath.Join(dir, "db"))
+	defer db.Close()
+	fill(t, db, "a", 0, 100, 100, 1)
+	fill(t, db, "b", 0, 100, 100, 2)
+	m := &Counters{}
+	s := newStore(t, filepath.Join(dir, "s"), "n1", "", func(c *Config) { c.Metrics = m })
+	ssts := func(m *Manifest) map[string]File {
+		out := map[string]File{}
+		for _, f := range m.Files {
+			if immutable(f.Name) {
+				out[f.Name] = f
+			}
+		}
+		return out
+	}
+	verify := func(id string) {
+		t.Helper()
+		r, err := s.Verify(context.Background(), id)
+		if err != nil || r.Status != VerifyOK {
+			t.Fatalf("verify %s: %+v (%v)", id, r, err)
+		}
+	}
+	_, m1 := checkpoint(t, s, db, 1, 1)
+	if got := m.Totals().LastCheckpoint.ReusedFiles; got != 0 || len(ssts(m1)) != 2 {
+		t.Fatalf("first checkpoint reused %d tables of %v, want none of 2", got, ssts(m1))
+	}
+
+	put(t, db, "c", "1")
+	id2, m2 := checkpoint(t, s, db, 2, 1)
+	if last := m.Totals().LastCheckpoint; last.ReusedFiles != 2 || !maps.Equal(ssts(m1), ssts(m2)) {
+		t.Fatalf("second checkpoint reused %d tables, listed %v; want 2, %v", last.ReusedFiles, ssts(m2), ssts(m1))
+	}
+	verify(id2)
+
+	// A new table whose checksum the cache knows by identity, as after
+	// the prehasher: the store does not hold it, so it is linked and added.
+	fill(t, db, "d", 0, 100, 100, 3)
+	live := filepath.Join(dir, "db")
+	var fresh string
+	ents, _ := os.ReadDir(live)
+	for _, e := range ents {
+		if immutable(e.Name()) && ssts(m2)[e.Name()].Name == "" {
+			fresh = e.Name()
+		}
+	}
+	if fresh == "" {
+		t.Fatal("no new table after the fill")
+	}
+	if _, _, _, err := s.files.checksum(filepath.Join(live, fresh), true); err != nil {
+		t.Fatal(err)
+	}
+	id3, m3 := checkpoint(t, s, db, 3, 1)
+	if last := m.Totals().LastCheckpoint; last.ReusedFiles != 2 || ssts(m3)[fresh].Name == "" {
+		t.Fatalf("third checkpoint reused %d tables, listed %v; want 2 and %s", last.ReusedFiles, ssts(m3), fresh)
+	}
+	held, err1 := os.Stat(s.files.path(ssts(m3)[fresh].Checksum))
+	livefi, err2 := os.Stat(filepath.Join(live, fresh))
+	if err1 != nil || err2 != nil || !os.SameFile(held, livefi) {
+		t.Fatalf("the new table is not in the store as a link to the live one (%v, %v)", err1, err2)
+	}
+	verify(id3)
+
+	// The store's link to a reused table goes away: the next checkpoint
+	// links and adds it again.
+	var gone File
+	for _, f := range ssts(m1) {
+		gone = f
+	}
+	if err := os.Remove(s.files.path(gone.Checksum)); err != nil {
+		t.Fatal(err)
+	}
+	id4, m4 := checkpoint(t, s, db, 4, 1)
+	if last := m.Totals().LastCheckpoint; last.ReusedFiles != 2 || ssts(m4)[gone.Name] != gone {
+		t.Fatalf("after losing %s the checkpoint reused %d tables, listed %v", gone.Name, last.ReusedFiles, ssts(m4))
+	}
+	verify(id4)
 }

@@ -390,7 +390,7 @@ func (s *Store) commitOwn(m *Manifest, dir string, index, term uint64, conf raft
 	if err != nil {
 		return "", err
 	}
-	markOwn(sink)
+	markOwn(sink, m)
 	if _, err := sink.Write(enc); err != nil {
 		_ = sink.Cancel()
 		return "", err

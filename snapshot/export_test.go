@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 )
 
@@ -132,8 +131,8 @@ func TestAdoptContinuesAboveStateIndex(t *testing.T) {
 	ctx := context.Background()
 	a := newLeader(t)
 	fill(t, a.db, "a", 0, 200, 100, 1)
-	snap, err := a.Checkpointer().Snapshot(a.db, 20, 2, func(dir string) (uint64, uint64, map[string]int64, error) {
-		return 25, 3, nil, a.db.Checkpoint(dir, pebble.WithFlushedWAL())
+	snap, err := a.Checkpointer().Snapshot(a.db, 20, 2, func(dir string, reuse func(string) string) (uint64, uint64, map[string]int64, error) {
+		return 25, 3, nil, pebbleCheckpoint(a.db, dir, reuse)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -173,8 +172,8 @@ func TestAdoptContinuesAboveStateIndex(t *testing.T) {
 	}
 
 	// A take that reports a state below the snapshot index is refused.
-	bad, err := a.Checkpointer().Snapshot(a.db, 30, 3, func(dir string) (uint64, uint64, map[string]int64, error) {
-		return 29, 3, nil, a.db.Checkpoint(dir, pebble.WithFlushedWAL())
+	bad, err := a.Checkpointer().Snapshot(a.db, 30, 3, func(dir string, reuse func(string) string) (uint64, uint64, map[string]int64, error) {
+		return 29, 3, nil, pebbleCheckpoint(a.db, dir, reuse)
 	})
 	if err != nil {
 		t.Fatal(err)

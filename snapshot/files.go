@@ -124,6 +124,33 @@ func (s *fileStore) checksum(path string, immutableFile bool) (sum string, size 
 	return sum, n, true, nil
 }
 
+// storedAs returns the entry of the table at src when files/ holds that
+// very inode (a link an earlier add made from the same live table): its
+// content is in the store without a look at its bytes. A checksum known
+// by identity alone is not enough — the prehasher caches the sums of
+// live tables the store does not hold yet.
+func (s *fileStore) storedAs(src string) (File, bool) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return File{}, false
+	}
+	key, ok := identity(fi)
+	if !ok {
+		return File{}, false
+	}
+	s.mu.Lock()
+	sum, hit := s.cache[key]
+	s.mu.Unlock()
+	if !hit {
+		return File{}, false
+	}
+	held, err := os.Lstat(s.path(sum))
+	if err != nil || !os.SameFile(fi, held) {
+		return File{}, false
+	}
+	return File{Name: filepath.Base(src), Size: fi.Size(), Checksum: sum}, true
+}
+
 func (s *fileStore) remember(k fileKey, sum string) {
 	s.mu.Lock()
 	s.cache[k] = sum
@@ -173,13 +200,21 @@ func (s *fileStore) add(src string, f File) (bool, error) {
 // frees its blocks (with ext4's discard option, a synchronous TRIM), which
 // took up to a second for a few hundred MB inside a create. Once renamed
 // the content is no longer in the store: a later add links a new copy.
-func (s *fileStore) discard(sum string) error {
+// It returns the size of what it moved (0 if nothing was there).
+func (s *fileStore) discard(sum string) (int64, error) {
+	var size int64
+	if fi, err := os.Lstat(s.path(sum)); err == nil {
+		size = fi.Size()
+	}
 	err := os.Rename(s.path(sum), filepath.Join(s.trash, fmt.Sprintf("%s.%d", sum, time.Now().UnixNano())))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	if errors.Is(err, fs.ErrNotExist) {
+		size, err = 0, nil
+	}
+	if err != nil {
+		return 0, err
 	}
 	s.forget(sum)
-	return nil
+	return size, nil
 }
 
 // emptyTrash unlinks what trash/ holds and reports how many it removed.
@@ -219,29 +254,27 @@ func (s *fileStore) moveAside(path, sum string) (string, error) {
 	return dst, syncDir(s.quarantine)
 }
 
-// entries lists what files/ holds: complete files and partial ones by
-// checksum, with their sizes.
-func (s *fileStore) entries() (complete, partial map[string]int64, err error) {
-	ents, err := os.ReadDir(s.dir)
+// names lists what files/ holds by checksum, complete files and partial
+// ones, without a stat of each (retention needs only the names; a create
+// runs it every time). Interrupted copies (.tmp) are removed.
+func (s *fileStore) names() (complete, partial []string, err error) {
+	f, err := os.Open(s.dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	complete, partial = map[string]int64{}, map[string]int64{}
-	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil {
-			continue // removed meanwhile
-		}
-		name := e.Name()
+	defer f.Close()
+	all, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, name := range all {
 		switch {
 		case validChecksum(name):
-			complete[name] = fi.Size()
+			complete = append(complete, name)
 		case strings.HasSuffix(name, partialSuffix) && validChecksum(strings.TrimSuffix(name, partialSuffix)):
-			partial[strings.TrimSuffix(name, partialSuffix)] = fi.Size()
-		default:
-			if strings.HasSuffix(name, ".tmp") {
-				_ = os.Remove(filepath.Join(s.dir, name)) // an interrupted copy
-			}
+			partial = append(partial, strings.TrimSuffix(name, partialSuffix))
+		case strings.HasSuffix(name, ".tmp"):
+			_ = os.Remove(filepath.Join(s.dir, name)) // an interrupted copy
 		}
 	}
 	return complete, partial, nil

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -126,10 +127,35 @@ func newStore(t testing.TB, dir, node, addr string, mutate func(*Config)) *Store
 
 // checkpoint does what raft does when it takes a snapshot: FSM Snapshot,
 // store Create, Persist into the sink, Release.
+// pebbleCheckpoint is what fsm's TakeCheckpoint does, for a plain DB:
+// Pebble's checkpoint of db in dir, without the tables reuse takes (fsm
+// skips their links; here they are linked, offered to reuse through the
+// link, which is the same inode as the live table, and removed again).
+func pebbleCheckpoint(db *pebble.DB, dir string, reuse func(string) string) error {
+	if err := db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return err
+	}
+	if reuse == nil {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if p := filepath.Join(dir, e.Name()); strings.HasSuffix(e.Name(), ".sst") && reuse(p) != "" {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func checkpoint(t testing.TB, s *Store, db *pebble.DB, index, term uint64) (string, *Manifest) {
 	t.Helper()
-	snap, err := s.Checkpointer().Snapshot(db, index, term, func(dir string) (uint64, uint64, map[string]int64, error) {
-		return index, term, nil, db.Checkpoint(dir, pebble.WithFlushedWAL())
+	snap, err := s.Checkpointer().Snapshot(db, index, term, func(dir string, reuse func(string) string) (uint64, uint64, map[string]int64, error) {
+		return index, term, nil, pebbleCheckpoint(db, dir, reuse)
 	})
 	if err != nil {
 		t.Fatal(err)

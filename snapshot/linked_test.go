@@ -44,8 +44,8 @@ func TestLinkedWALPrefix(t *testing.T) {
 	put(t, a.db, "wal-only", "changed")
 	put(t, a.db, "later", "2")
 
-	snap, err := a.Checkpointer().Snapshot(a.db, 10, 1, func(dir string) (uint64, uint64, map[string]int64, error) {
-		return 10, 1, prefix, a.db.Checkpoint(dir, pebble.WithFlushedWAL())
+	snap, err := a.Checkpointer().Snapshot(a.db, 10, 1, func(dir string, reuse func(string) string) (uint64, uint64, map[string]int64, error) {
+		return 10, 1, prefix, pebbleCheckpoint(a.db, dir, reuse)
 	})
 	if err != nil {
 		t.Fatal(err)

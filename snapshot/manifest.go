@@ -137,6 +137,16 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if err := json.Unmarshal(b, m); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %w", ErrCorrupt, err)
 	}
+	// Extra values come out of the indented encoding indented; compact,
+	// they are what the writer put in (json.Marshal's output), so a
+	// manifest reads the same whether decoded or kept (manifestCache).
+	for k, v := range m.Extra {
+		var c bytes.Buffer
+		if err := json.Compact(&c, v); err != nil {
+			return nil, fmt.Errorf("%w: manifest extra %q: %w", ErrCorrupt, k, err)
+		}
+		m.Extra[k] = c.Bytes()
+	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}

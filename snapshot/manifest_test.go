@@ -20,7 +20,7 @@ func TestManifestFixturesDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m.Index != 354 || m.Term != 2 || len(m.Files) != 5 || m.Source.Addr != "10.0.0.1:7001" ||
-		m.StateBytes != 1037341 || m.SharedBytes != 1036951 || string(m.Extra["offsets"]) != `{"in": 42}` {
+		m.StateBytes != 1037341 || m.SharedBytes != 1036951 || string(m.Extra["offsets"]) != `{"in":42}` { // extra values read compact
 		t.Fatalf("decoded %+v", m)
 	}
 	// Re-encoding decodes to the same manifest.

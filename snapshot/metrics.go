@@ -42,7 +42,10 @@ type CheckpointStats struct {
 	WALLinkedBytes int64
 	StoredFiles    int // files added to the content store
 	StoredBytes    int64
-	Err            error
+	// ReusedFiles are tables the store already held (the same inode):
+	// not linked into the scratch checkpoint, nor stat'ed again.
+	ReusedFiles int
+	Err         error
 }
 
 // InstallStats describes one install (Restore) on this node.

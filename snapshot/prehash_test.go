@@ -68,7 +68,7 @@ func TestPrehashedTablesAreNotReadByCheckpoints(t *testing.T) {
 	s.files.mu.Lock()
 	n := len(s.files.cache)
 	s.files.mu.Unlock()
-	complete, _, err := s.files.entries()
+	complete, _, err := s.files.names()
 	if err != nil {
 		t.Fatal(err)
 	}

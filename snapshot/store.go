@@ -52,6 +52,8 @@ type Store struct {
 	mu    sync.Mutex
 	holds map[string]int
 
+	manifests manifestCache // decoded manifests of committed snapshots
+
 	installMu sync.Mutex  // one install at a time: a partial file has one writer
 	trashBusy atomic.Bool // a goroutine is emptying trash/
 }
@@ -295,21 +297,33 @@ func (s *Store) readPayload(e *entry) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-// manifest returns a snapshot's manifest; ErrNotManifest for a foreign payload.
+// manifest returns a snapshot's manifest; ErrNotManifest for a foreign
+// payload. A committed payload never changes, so its decoded manifest is
+// kept (manifestCache): a create reads the previous one, retention every
+// kept one, the catalog the new one. The payload's checksum is verified
+// when it is read from disk, here the first time and by Open always.
 func (s *Store) manifest(e *entry) (*Manifest, error) {
 	if e.meta.CheckpointID == "" {
 		return nil, fmt.Errorf("%w: snapshot %s", ErrNotManifest, e.id())
+	}
+	if m := s.manifests.get(e.id(), e.meta.Checksum); m != nil {
+		return m, nil
 	}
 	b, err := s.readPayload(e)
 	if err != nil {
 		return nil, err
 	}
-	return decodeManifest(b)
+	m, err := decodeManifest(b)
+	if err != nil {
+		return nil, err
+	}
+	s.manifests.put(e.id(), e.meta.Checksum, m)
+	return m, nil
 }
 
 type sink struct {
 	s        *Store
-	own      bool // written by this store's own checkpoint paths (markOwn)
+	own      *Manifest // what this store's own checkpoint paths write (markOwn)
 	tmp      string
 	f        *os.File
 	h        *xxh3.Hasher
@@ -321,9 +335,11 @@ type sink struct {
 
 func (k *sink) ID() string { return k.meta.ID }
 
-// markOwn says the manifest written to k describes this node's own state
-// (a checkpoint it took, adopted or rebuilt), not one received from a peer.
-func (k *sink) markOwn() { k.own = true }
+// markOwn says the manifest written to k, m encoded, describes this
+// node's own state (a checkpoint it took, adopted or rebuilt), not one
+// received from a peer. Commit takes it as it is instead of decoding the
+// payload again.
+func (k *sink) markOwn(m *Manifest) { k.own = m }
 
 func (k *sink) Write(p []byte) (int, error) {
 	if k.done {
@@ -385,7 +401,10 @@ func (k *sink) commit() error {
 	k.meta.Checksum = checksumHex(k.h.Sum128())
 	k.meta.Stored = s.cfg.Now().UTC()
 	pending := false
-	if k.meta.Size <= maxManifestBytes {
+	switch {
+	case k.own != nil:
+		k.meta.CheckpointID = k.own.ID
+	case k.meta.Size <= maxManifestBytes:
 		b, err := os.ReadFile(filepath.Join(k.tmp, "state"))
 		if err != nil {
 			return err
@@ -400,7 +419,7 @@ func (k *sink) commit() error {
 			// itself" whose files it no longer has (listed as installed,
 			// a failed install made every restart try to restore it and
 			// exit: jepsen membership+snapshot).
-			pending = !k.own
+			pending = true
 		} else if !errors.Is(err, ErrNotManifest) {
 			return err
 		}
@@ -422,6 +441,9 @@ func (k *sink) commit() error {
 	if err := os.Rename(k.tmp, filepath.Join(s.mdir, k.meta.ID)); err != nil {
 		return err
 	}
+	if k.own != nil {
+		s.manifests.put(k.meta.ID, k.meta.Checksum, k.own)
+	}
 	return syncDir(s.mdir)
 }
 
@@ -432,6 +454,18 @@ func (s *Store) hold(files []File) {
 	for _, f := range files {
 		s.holds[f.Checksum]++
 	}
+}
+
+// holdStored holds the table at src if the store holds its very inode
+// (fileStore.storedAs), atomically with respect to collect.
+func (s *Store) holdStored(src string) (File, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files.storedAs(src)
+	if ok {
+		s.holds[f.Checksum]++
+	}
+	return f, ok
 }
 
 func (s *Store) release(files []File) {
@@ -467,6 +501,11 @@ func (s *Store) collect() (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
+	listed := make(map[string]bool, len(ents))
+	for _, e := range ents {
+		listed[e.id()] = true
+	}
+	s.manifests.prune(func(id string) bool { return listed[id] })
 	// The most recently received pending snapshot is the install raft is
 	// running or will retry; older pending ones were superseded.
 	var lastPending *entry
@@ -493,6 +532,7 @@ func (s *Store) collect() (GCStats, error) {
 		if err := os.RemoveAll(e.dir); err != nil {
 			return st, err
 		}
+		s.manifests.prune(func(id string) bool { return id != e.id() })
 		st.SnapshotsDeleted++
 	}
 	if len(drop) > 0 {
@@ -518,23 +558,24 @@ func (s *Store) collect() (GCStats, error) {
 			refs[f.Checksum] = true
 		}
 	}
-	complete, partial, err := s.files.entries()
+	complete, partial, err := s.files.names()
 	if err != nil {
 		return st, err
 	}
 	removed := false
-	for sum, size := range complete {
+	for _, sum := range complete {
 		if refs[sum] {
 			continue
 		}
-		if err := s.files.discard(sum); err != nil {
+		size, err := s.files.discard(sum)
+		if err != nil {
 			return st, err
 		}
 		st.FilesDeleted++
 		st.BytesDeleted += size
 		removed = true
 	}
-	for sum := range partial {
+	for _, sum := range partial {
 		if !refs[sum] {
 			if err := os.Remove(s.files.partialPath(sum)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return st, err
