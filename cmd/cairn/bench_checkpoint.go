@@ -66,12 +66,17 @@ type ckptLoadResult struct {
 	DurationSec      float64   `json:"duration_s"`
 	Creates          int       `json:"creates"`
 	CreateLatencySec []float64 `json:"create_s"`
-	BaselineOpsSec   float64   `json:"baseline_ops_per_s"` // more than 1 s away from any create
-	DuringOpsSec     float64   `json:"during_ops_per_s"`   // while a create call ran
-	AfterOpsSec      float64   `json:"after_ops_per_s"`    // the 500 ms after each create
-	LossPct          float64   `json:"loss_pct"`           // during vs baseline
-	AfterLossPct     float64   `json:"after_loss_pct"`
-	OverallLossPct   float64   `json:"overall_loss_pct"` // the create and the 500 ms after, together
+	// CreateCPUSec is the CPU time the creating node's process used during
+	// each call (all its threads, so whatever else it did meanwhile too;
+	// Linux only): on a saturated machine, what the create takes from the
+	// write load. Steadier than the rates.
+	CreateCPUSec   []float64 `json:"create_cpu_s,omitempty"`
+	BaselineOpsSec float64   `json:"baseline_ops_per_s"` // more than 1 s away from any create
+	DuringOpsSec   float64   `json:"during_ops_per_s"`   // while a create call ran
+	AfterOpsSec    float64   `json:"after_ops_per_s"`    // the 500 ms after each create
+	LossPct        float64   `json:"loss_pct"`           // during vs baseline
+	AfterLossPct   float64   `json:"after_loss_pct"`
+	OverallLossPct float64   `json:"overall_loss_pct"` // the create and the 500 ms after, together
 	// AroundOpsSec is the mean throughput in 50 ms bins from 200 ms
 	// before to 1 s after the start of a create.
 	AroundOpsSec []float64 `json:"around_ops_per_s"`
@@ -372,7 +377,7 @@ func runCkptBench(ctx context.Context, cfg ckptBenchConfig, log io.Writer) (*ckp
 		}
 		const pauseSum, pauseCount = "cairn_checkpoint_pause_seconds_sum", "cairn_checkpoint_pause_seconds_count"
 		m0, _ := on.metrics(ctx, pauseSum, pauseCount)
-		lr, err := ckptWriteLoad(ctx, c, cfg, loaded, createOn(on.id))
+		lr, err := ckptWriteLoad(ctx, c, cfg, loaded, createOn(on.id), on.pid())
 		if lr != nil {
 			lr.CreateOn = on.id + " (" + role + ")"
 			m1, _ := on.metrics(ctx, pauseSum, pauseCount)
@@ -424,7 +429,7 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 // every cfg.CreateEvery, and compares throughput around checkpoints with
 // throughput away from them.
 func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys int64,
-	create func() (*api.CreatedCheckpoint, time.Duration, error)) (*ckptLoadResult, error) {
+	create func() (*api.CreatedCheckpoint, time.Duration, error), creatorPID int) (*ckptLoadResult, error) {
 	const bucket = 10 * time.Millisecond
 	nb := int(cfg.WriteDuration/bucket) + 1
 	counts := make([]atomic.Int64, nb)
@@ -482,7 +487,7 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 		}()
 	}
 	var spans []ckptSpan
-	var lats []float64
+	var lats, createCPU []float64
 	next := cfg.CreateEvery / 2
 	for {
 		select {
@@ -493,6 +498,7 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 			break
 		}
 		from := time.Since(start)
+		cpuBefore, cpuOK := procCPU(creatorPID)
 		_, lat, err := create()
 		if err != nil {
 			cancel()
@@ -501,6 +507,9 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 		}
 		spans = append(spans, ckptSpan{from, time.Since(start)})
 		lats = append(lats, lat.Seconds())
+		if cpuAfter, ok := procCPU(creatorPID); cpuOK && ok {
+			createCPU = append(createCPU, (cpuAfter - cpuBefore).Seconds())
+		}
 		next += cfg.CreateEvery
 	}
 	wg.Wait()
@@ -511,6 +520,9 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 	}
 	r := ckptLoss(n, bucket, spans, cfg.WriteDuration)
 	r.Clients, r.RatePerSec, r.CreateLatencySec = cfg.WriteClients, cfg.WriteRate, lats
+	if len(createCPU) == len(lats) {
+		r.CreateCPUSec = createCPU
+	}
 	if idle, steal, ok := cpuShares(cpu0, cpu1); cpuOK && cpuOK1 && ok {
 		r.CPUIdlePct, r.CPUStealPct = &idle, &steal
 	}
@@ -734,6 +746,9 @@ func printCkptLoad(w io.Writer, l *ckptLoadResult) {
 		// e.g. interrupted before the first create: nothing to compare
 		fmt.Fprintf(w, "  no checkpoint was taken during the load (%.0f Puts/s)\n", l.BaselineOpsSec)
 		return
+	}
+	if len(l.CreateCPUSec) > 0 {
+		fmt.Fprintf(w, "  CPU of %s during each call, median over the creates: %s (all its threads)\n", l.CreateOn, fmtDuration(seconds(median(l.CreateCPUSec))))
 	}
 	fmt.Fprintf(w, "  state machine paused %s per checkpoint on average; throughput from 200 ms before to 1 s after a create starts, 50 ms bins: %v\n",
 		fmtDuration(seconds(l.MeanPauseSec)), l.AroundOpsSec)

@@ -213,7 +213,7 @@ func TestCkptWriteLoadPaced(t *testing.T) {
 	cfg := ckptBenchConfig{WriteClients: 4, WriteRate: 200, WriteDuration: 2 * time.Second,
 		CreateEvery: time.Hour, ValueSize: 16, Trace: filepath.Join(t.TempDir(), "trace.json")}
 	create := func() (*api.CreatedCheckpoint, time.Duration, error) { return nil, 0, nil }
-	if _, err := ckptWriteLoad(context.Background(), c.Client(), cfg, 100, create); err != nil {
+	if _, err := ckptWriteLoad(context.Background(), c.Client(), cfg, 100, create, os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(cfg.Trace)

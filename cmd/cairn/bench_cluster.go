@@ -98,6 +98,14 @@ func (p *benchProc) start(bin string, args ...string) error {
 	return nil
 }
 
+// pid is the running process's id (0 if it is not running).
+func (p *benchProc) pid() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // stop signals the process and waits for it to exit; after a minute it
 // kills it. A process that does not exit cleanly after SIGTERM is an
 // error too.

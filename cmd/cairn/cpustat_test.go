@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"testing"
+	"time"
 )
 
 func TestParseCPULine(t *testing.T) {
@@ -40,5 +41,23 @@ func TestCPUShares(t *testing.T) {
 	}
 	if c, ok := readCPUTimes(); ok && c.total == 0 {
 		t.Fatalf("/proc/stat read as %+v", c)
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want time.Duration
+		ok   bool
+	}{
+		{"123456789 2000 17\n", 123456789, true},
+		{"5", 5, true},
+		{"", 0, false},
+		{"x 1 2", 0, false},
+	} {
+		got, err := parseSchedstat(tc.line)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseSchedstat(%q) = %v, %v; want %v (ok %v)", tc.line, got, err, tc.want, tc.ok)
+		}
 	}
 }
