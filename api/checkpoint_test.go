@@ -80,8 +80,8 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 	// leadership can move mid-test (a 1.5 s disk stall did in a clean-clone
 	// run), and the checkpoints stay in l's catalog.
 	// Pinned at once: retention keeps only the newest two otherwise.
-	if err := cl.PinCheckpoint(ctx, l.ID, ck.ID); err != nil {
-		t.Fatal(err)
+	if in, err := cl.PinCheckpoint(ctx, l.ID, ck.ID); err != nil || in == nil || in.ID != ck.ID || !in.Pinned {
+		t.Fatalf("pin %s: %+v, %v", ck.ID, in, err)
 	}
 	// Nothing new since: the same checkpoint comes back (or, if the
 	// cluster applied an entry of its own meanwhile, a newer one).
@@ -210,8 +210,8 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 	if in := find(); in == nil || !in.Pinned || in.Verification.Status != "ok" {
 		t.Fatalf("pinned checkpoint after retention: %+v", in)
 	}
-	if err := cl.UnpinCheckpoint(ctx, l.ID, ck.ID); err != nil {
-		t.Fatal(err)
+	if in, err := cl.UnpinCheckpoint(ctx, l.ID, ck.ID); err != nil || in != nil {
+		t.Fatalf("unpin of a checkpoint retention removes at once: %+v, %v", in, err)
 	}
 	if in := find(); in != nil {
 		t.Fatalf("unpinned old checkpoint still listed: %+v", in)

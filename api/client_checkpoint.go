@@ -264,19 +264,33 @@ func (c *Client) VerifyCheckpoint(ctx context.Context, node, id string) (Verific
 }
 
 // PinCheckpoint exempts a checkpoint from retention until UnpinCheckpoint.
-func (c *Client) PinCheckpoint(ctx context.Context, node, id string) error {
-	return c.call(ctx, retryRead, func(ctx context.Context, cc *grpc.ClientConn, o ...grpc.CallOption) error {
-		_, err := pb.NewCheckpointClient(cc).Pin(ctx, &pb.PinCheckpointRequest{Node: node, Id: id}, o...)
-		return err
-	})
+// id may be "latest"; the checkpoint pinned is returned.
+func (c *Client) PinCheckpoint(ctx context.Context, node, id string) (*CheckpointInfo, error) {
+	return c.pin(ctx, node, id, false)
 }
 
-// UnpinCheckpoint returns a checkpoint to retention (which may remove it at once).
-func (c *Client) UnpinCheckpoint(ctx context.Context, node, id string) error {
-	return c.call(ctx, retryRead, func(ctx context.Context, cc *grpc.ClientConn, o ...grpc.CallOption) error {
-		_, err := pb.NewCheckpointClient(cc).Unpin(ctx, &pb.PinCheckpointRequest{Node: node, Id: id}, o...)
+// UnpinCheckpoint returns a checkpoint to retention, which may remove it at
+// once: then the returned info is nil.
+func (c *Client) UnpinCheckpoint(ctx context.Context, node, id string) (*CheckpointInfo, error) {
+	return c.pin(ctx, node, id, true)
+}
+
+func (c *Client) pin(ctx context.Context, node, id string, unpin bool) (*CheckpointInfo, error) {
+	var resp *pb.PinCheckpointResponse
+	err := c.call(ctx, retryRead, func(ctx context.Context, cc *grpc.ClientConn, o ...grpc.CallOption) (err error) {
+		req := &pb.PinCheckpointRequest{Node: node, Id: id}
+		if unpin {
+			resp, err = pb.NewCheckpointClient(cc).Unpin(ctx, req, o...)
+		} else {
+			resp, err = pb.NewCheckpointClient(cc).Pin(ctx, req, o...)
+		}
 		return err
 	})
+	if err != nil || resp.GetCheckpoint() == nil {
+		return nil, err
+	}
+	in := checkpointFromPB(resp.GetCheckpoint())
+	return &in, nil
 }
 
 // ExportCheckpoint has node upload a checkpoint to the bucket at url (opened

@@ -379,10 +379,19 @@ func newCheckpointPinCmd(pin bool) *cobra.Command {
 			if !pin {
 				op = c.UnpinCheckpoint
 			}
-			if err := op(cmd.Context(), nodeFlag(cmd), args[0]); err != nil {
-				return clientErr(cmd, "checkpoint "+strings.Fields(use)[0], err)
+			verb := strings.Fields(use)[0]
+			in, err := op(cmd.Context(), nodeFlag(cmd), args[0])
+			if err != nil {
+				return clientErr(cmd, "checkpoint "+verb, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "OK %sned %s\n", strings.Fields(use)[0], args[0])
+			switch {
+			case in != nil:
+				fmt.Fprintf(cmd.OutOrStdout(), "OK %sned %s\n", verb, in.ID) // "latest" resolved
+			case pin:
+				fmt.Fprintf(cmd.OutOrStdout(), "OK %sned %s\n", verb, args[0])
+			default:
+				fmt.Fprintf(cmd.OutOrStdout(), "OK %sned %s (retention removed it)\n", verb, args[0])
+			}
 			return nil
 		},
 	}

@@ -84,13 +84,15 @@ func TestCheckpointCLI(t *testing.T) {
 	if out := ok("checkpoint", "verify", "latest"); !strings.HasPrefix(out, "ok: ") {
 		t.Fatalf("checkpoint verify: %q", out)
 	}
-	if out := ok("checkpoint", "pin", id); !strings.Contains(out, "OK pinned") {
-		t.Fatalf("pin: %q", out)
+	if out := ok("checkpoint", "pin", "latest"); out != "OK pinned "+id+"\n" {
+		t.Fatalf("pin latest: %q, want the id it resolved to (%s)", out, id)
 	}
 	if !strings.Contains(ok("checkpoint", "list"), "pinned") {
 		t.Fatal("list does not show the pin")
 	}
-	ok("checkpoint", "unpin", id)
+	if out := ok("checkpoint", "unpin", id); out != "OK unpinned "+id+"\n" {
+		t.Fatalf("unpin: %q", out)
+	}
 	if _, errOut, code := runCLI(t, nil, eps, "checkpoint", "show", "9-9-9"); code == 0 || !strings.Contains(errOut, "not found") {
 		t.Fatalf("show of a missing checkpoint: exit %d, %q", code, errOut)
 	}
