@@ -859,3 +859,44 @@ func TestCheckpointReadsOnlyTheWALTailItNeeds(t *testing.T) {
 		})
 	}
 }
+
+// The MANIFEST, which every checkpoint copies, stays small however many
+// flushes and compactions the state machine has been through: Pebble's
+// default rolls it over only at 128 MiB.
+func TestManifestRollsOverSmall(t *testing.T) {
+	fs := vfs.NewMem()
+	f := openMem(t, fs)
+	defer f.Close()
+	lg := newLogger()
+	manifest := func() (string, int64) {
+		names, err := fs.List(f.dbDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var newest string
+		for _, n := range names {
+			if strings.HasPrefix(n, "MANIFEST-") {
+				newest = max(newest, n) // zero-padded numbers
+			}
+		}
+		st, err := fs.Stat(filepath.Join(f.dbDir(), newest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newest, st.Size()
+	}
+	first, _ := manifest()
+	var largest int64
+	for i := 0; i < 1500; i++ {
+		applyOne(t, f, lg.next(put(fmt.Sprintf("k%05d", i%97), strconv.Itoa(i))))
+		if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
+			t.Fatal(err)
+		}
+		_, n := manifest()
+		largest = max(largest, n)
+	}
+	last, _ := manifest()
+	if last == first || largest > 96<<10 {
+		t.Fatalf("MANIFEST %s after 1500 flushes (first %s), at most %d bytes: want it rolled over near 64 KiB", last, first, largest)
+	}
+}

@@ -178,8 +178,19 @@ func PebbleOptions(fs vfs.FS) *pebble.Options {
 	// 7)*). RocksDB's default is 64 MiB at L1; larger tables make each
 	// changed key range ship more bytes in a file-level install.
 	o.TargetFileSizes[0] = 8 << 20
+	// Every checkpoint copies the MANIFEST up to its current size, record by
+	// record (Pebble's checkpoint allocates a 32 KiB buffer per record), and
+	// Pebble rolls it over only past MaxManifestFileSize — 128 MiB by
+	// default, so a node's checkpoints grew slower with every flush and
+	// compaction since it started. Past 64 KiB it is rolled over as soon as
+	// the edits since the last roll-over name more tables than the version
+	// has (Pebble's rule keeps that to at most half of what it writes).
+	o.MaxManifestFileSize = manifestRollover
 	return o
 }
+
+// manifestRollover is the state DB's MaxManifestFileSize (PebbleOptions).
+const manifestRollover = 64 << 10
 
 func (f *FSM) openDB(dir string) (*pebble.DB, error) {
 	// Only the WALs the DB opened now writes are tracked: a name may have

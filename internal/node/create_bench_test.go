@@ -21,7 +21,10 @@ import (
 	"github.com/cairn-db/cairn/snapshot"
 )
 
-var benchCreateMB = flag.Int("bench-create-mb", 256, "state size in MiB for BenchmarkCreateCPU")
+var (
+	benchCreateMB      = flag.Int("bench-create-mb", 256, "state size in MiB for BenchmarkCreateCPU")
+	benchCreateFlushes = flag.Int("bench-create-flushes", 0, "small flushes before BenchmarkCreateCPU measures (a node's MANIFEST grows with its flushes and compactions)")
+)
 
 // BenchmarkCreateCPU measures what a `checkpoint create` costs the node
 // that takes it, without raft and gRPC around it: the state machine's
@@ -33,7 +36,7 @@ var benchCreateMB = flag.Int("bench-create-mb", 256, "state size in MiB for Benc
 // (getrusage), which on a saturated machine is what a create takes from
 // the write load:
 //
-//	go test ./internal/node -run '^$' -bench CreateCPU -benchtime 100x -args -bench-create-mb=1024
+//	go test ./internal/node -run '^$' -bench CreateCPU -benchtime 100x -args -bench-create-mb=1024 -bench-create-flushes=2000
 func BenchmarkCreateCPU(b *testing.B) {
 	dir := b.TempDir()
 	scfg := snapshot.DefaultConfig(filepath.Join(dir, "snapshots"), "n1", "127.0.0.1:1")
@@ -76,6 +79,14 @@ func BenchmarkCreateCPU(b *testing.B) {
 	keys := *benchCreateMB << 10
 	for k := 0; k < keys; k += 16 << 10 {
 		apply(min(16<<10, keys-k), k, 256)
+	}
+	// A node that has been up for a while: every flush and compaction is
+	// an edit in the MANIFEST, which each checkpoint copies.
+	for i := 0; i < *benchCreateFlushes; i++ {
+		apply(16, rng.Intn(keys), 16)
+		if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
+			b.Fatal(err)
+		}
 	}
 	// A settled LSM: no compaction of the load runs under the creates.
 	if err := f.DB(func(db *pebble.DB) error { return db.Compact(context.Background(), nil, []byte{0xff}, true) }); err != nil {
