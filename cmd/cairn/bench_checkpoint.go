@@ -67,16 +67,19 @@ type ckptLoadResult struct {
 	Creates          int       `json:"creates"`
 	CreateLatencySec []float64 `json:"create_s"`
 	// CreateCPUSec is the CPU time the creating node's process used during
-	// each call (all its threads, so whatever else it did meanwhile too;
-	// Linux only): on a saturated machine, what the create takes from the
-	// write load. Steadier than the rates.
-	CreateCPUSec   []float64 `json:"create_cpu_s,omitempty"`
-	BaselineOpsSec float64   `json:"baseline_ops_per_s"` // more than 1 s away from any create
-	DuringOpsSec   float64   `json:"during_ops_per_s"`   // while a create call ran
-	AfterOpsSec    float64   `json:"after_ops_per_s"`    // the 500 ms after each create
-	LossPct        float64   `json:"loss_pct"`           // during vs baseline
-	AfterLossPct   float64   `json:"after_loss_pct"`
-	OverallLossPct float64   `json:"overall_loss_pct"` // the create and the 500 ms after, together
+	// each call (all its threads, so serving the write load meanwhile too;
+	// Linux only). NodeCPURate is that process's CPU per second of the
+	// load away from the calls, so CreateCPUSec[i] - NodeCPURate*call_i is
+	// what the create added: CreateExtraCPUSec, its median.
+	CreateCPUSec      []float64 `json:"create_cpu_s,omitempty"`
+	NodeCPURate       float64   `json:"node_cpu_rate,omitempty"`
+	CreateExtraCPUSec float64   `json:"create_extra_cpu_s,omitempty"`
+	BaselineOpsSec    float64   `json:"baseline_ops_per_s"` // more than 1 s away from any create
+	DuringOpsSec      float64   `json:"during_ops_per_s"`   // while a create call ran
+	AfterOpsSec       float64   `json:"after_ops_per_s"`    // the 500 ms after each create
+	LossPct           float64   `json:"loss_pct"`           // during vs baseline
+	AfterLossPct      float64   `json:"after_loss_pct"`
+	OverallLossPct    float64   `json:"overall_loss_pct"` // the create and the 500 ms after, together
 	// AroundOpsSec is the mean throughput in 50 ms bins from 200 ms
 	// before to 1 s after the start of a create.
 	AroundOpsSec []float64 `json:"around_ops_per_s"`
@@ -434,6 +437,7 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 	nb := int(cfg.WriteDuration/bucket) + 1
 	counts := make([]atomic.Int64, nb)
 	cpu0, cpuOK := readCPUTimes()
+	node0, nodeOK := procCPU(creatorPID)
 	start := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, cfg.WriteDuration)
 	defer cancel()
@@ -514,14 +518,29 @@ func ckptWriteLoad(ctx context.Context, c *api.Client, cfg ckptBenchConfig, keys
 	}
 	wg.Wait()
 	cpu1, cpuOK1 := readCPUTimes()
+	node1, nodeOK1 := procCPU(creatorPID)
+	loadDur := time.Since(start)
 	n := make([]int64, nb)
 	for i := range counts {
 		n[i] = counts[i].Load()
 	}
 	r := ckptLoss(n, bucket, spans, cfg.WriteDuration)
 	r.Clients, r.RatePerSec, r.CreateLatencySec = cfg.WriteClients, cfg.WriteRate, lats
-	if len(createCPU) == len(lats) {
+	if len(createCPU) == len(lats) && len(lats) > 0 && nodeOK && nodeOK1 {
 		r.CreateCPUSec = createCPU
+		var inCalls, callTime float64
+		for i := range lats {
+			inCalls += createCPU[i]
+			callTime += spans[i].To.Seconds() - spans[i].From.Seconds()
+		}
+		if away := loadDur.Seconds() - callTime; away > 0 {
+			r.NodeCPURate = ((node1 - node0).Seconds() - inCalls) / away
+			extra := make([]float64, len(lats))
+			for i := range lats {
+				extra[i] = createCPU[i] - r.NodeCPURate*(spans[i].To.Seconds()-spans[i].From.Seconds())
+			}
+			r.CreateExtraCPUSec = median(extra)
+		}
 	}
 	if idle, steal, ok := cpuShares(cpu0, cpu1); cpuOK && cpuOK1 && ok {
 		r.CPUIdlePct, r.CPUStealPct = &idle, &steal
@@ -748,7 +767,8 @@ func printCkptLoad(w io.Writer, l *ckptLoadResult) {
 		return
 	}
 	if len(l.CreateCPUSec) > 0 {
-		fmt.Fprintf(w, "  CPU of %s during each call, median over the creates: %s (all its threads)\n", l.CreateOn, fmtDuration(seconds(median(l.CreateCPUSec))))
+		fmt.Fprintf(w, "  CPU of %s during each call, median over the creates: %s (all its threads); away from the calls it used %.2f CPU-s/s, so a create added %s (median)\n",
+			l.CreateOn, fmtDuration(seconds(median(l.CreateCPUSec))), l.NodeCPURate, fmtDuration(seconds(l.CreateExtraCPUSec)))
 	}
 	fmt.Fprintf(w, "  state machine paused %s per checkpoint on average; throughput from 200 ms before to 1 s after a create starts, 50 ms bins: %v\n",
 		fmtDuration(seconds(l.MeanPauseSec)), l.AroundOpsSec)
