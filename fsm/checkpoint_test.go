@@ -221,25 +221,62 @@ func TestCheckpointDuringAppliesIsAPrefix(t *testing.T) {
 }
 
 // With the memtable flushed the WAL holds no batch: the applied index
-// comes from the checkpoint opened read-only.
+// comes from the checkpoint opened read-only — also when every table was
+// left out of it (reused): the held files are linked in for that and
+// removed again.
 func TestCheckpointAppliedAfterFlush(t *testing.T) {
-	fs := vfs.NewMem()
-	cp := &captureCheckpointer{}
-	f := openWith(t, fs, "/live", cp)
-	defer f.Close()
-	lg := newLogger()
-	for i := 0; i < 40; i++ {
-		applyOne(t, f, lg.next(put(fmt.Sprintf("k%d", i), "v")))
-	}
-	if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Snapshot(); err != nil {
-		t.Fatal(err)
-	}
-	idx, term, err := cp.take("/ck")
-	if err != nil || idx != 40 || term != 1 {
-		t.Fatalf("CheckpointApplied = %d, %d, %v; want 40, 1", idx, term, err)
+	for _, reuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reuse=%v", reuse), func(t *testing.T) {
+			fs := vfs.NewMem()
+			cp := &captureCheckpointer{}
+			f, _ := openWithPuts(t, fs, cp, 40)
+			defer f.Close()
+			if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+			var held []string
+			if reuse {
+				if err := fs.MkdirAll("/held", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				cp.reuse = func(src string) string {
+					h := filepath.Join("/held", "x-"+filepath.Base(src))
+					if err := fs.Link(src, h); err != nil {
+						t.Error(err)
+						return ""
+					}
+					held = append(held, h)
+					return h
+				}
+			}
+			idx, term, err := cp.take("/ck")
+			if err != nil || idx != 40 || term != 1 {
+				t.Fatalf("CheckpointApplied = %d, %d, %v; want 40, 1", idx, term, err)
+			}
+			if !reuse {
+				return
+			}
+			names, err := fs.List("/ck")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range names {
+				if strings.HasSuffix(n, ".sst") {
+					t.Fatalf("table %s left in the checkpoint (all were reused: %v)", n, held)
+				}
+			}
+			if len(held) == 0 {
+				t.Fatal("no table was offered for reuse")
+			}
+			for _, h := range held {
+				if _, err := fs.Stat(h); err != nil {
+					t.Fatalf("held file %s: %v", h, err)
+				}
+			}
+		})
 	}
 }
 
@@ -284,12 +321,8 @@ func TestCheckpointRefusedAfterRestore(t *testing.T) {
 func TestCheckpointAppliedSearchesPastForeignBatch(t *testing.T) {
 	fs := vfs.NewMem()
 	cp := &captureCheckpointer{}
-	f := openWith(t, fs, "/live", cp)
+	f, _ := openWithPuts(t, fs, cp, 30)
 	defer f.Close()
-	lg := newLogger()
-	for i := 0; i < 30; i++ {
-		applyOne(t, f, lg.next(put(fmt.Sprintf("k%d", i), "v")))
-	}
 	if err := f.DB(func(db *pebble.DB) error { return db.Set([]byte("foreign"), []byte("x"), pebble.NoSync) }); err != nil {
 		t.Fatal(err)
 	}
@@ -503,9 +536,8 @@ func TestCheckpointLeavesTheMemtable(t *testing.T) {
 func TestCheckpointLeavesOutReusedTables(t *testing.T) {
 	fs := vfs.NewMem()
 	cp := &captureCheckpointer{}
-	f := openWith(t, fs, "/live", cp)
+	f, lg := openWithPuts(t, fs, cp, 0)
 	defer f.Close()
-	lg := newLogger()
 	for i := 0; i < 3; i++ { // three tables
 		applyOne(t, f, lg.next(put(fmt.Sprintf("k%d", i), "v")))
 		if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
@@ -568,60 +600,6 @@ func TestCheckpointLeavesOutReusedTables(t *testing.T) {
 	}
 	if !bytes.Equal(dump(t, ck), dump(t, f)) {
 		t.Fatal("the checkpoint with its held tables put back differs from the live state")
-	}
-}
-
-// Right after a flush no WAL of a checkpoint holds a batch, so its
-// applied index is read by opening it: with every table left out
-// (reused), the held files are linked in for that and removed again.
-func TestCheckpointAppliedOfFlushedStateWithReusedTables(t *testing.T) {
-	fs := vfs.NewMem()
-	cp := &captureCheckpointer{}
-	f := openWith(t, fs, "/live", cp)
-	defer f.Close()
-	lg := newLogger()
-	for i := 0; i < 3; i++ {
-		applyOne(t, f, lg.next(put(fmt.Sprintf("k%d", i), "v")))
-	}
-	if err := f.DB(func(db *pebble.DB) error { return db.Flush() }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Snapshot(); err != nil {
-		t.Fatal(err)
-	}
-	if err := fs.MkdirAll("/held", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var held []string
-	cp.reuse = func(src string) string {
-		h := filepath.Join("/held", "x-"+filepath.Base(src))
-		if err := fs.Link(src, h); err != nil {
-			t.Error(err)
-			return ""
-		}
-		held = append(held, h)
-		return h
-	}
-	idx, term, err := cp.take("/ck")
-	if err != nil || idx != 3 || term != 1 {
-		t.Fatalf("checkpoint of the flushed state at %d/%d (%v), want 3/1", idx, term, err)
-	}
-	names, err := fs.List("/ck")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if strings.HasSuffix(n, ".sst") {
-			t.Fatalf("table %s left in the checkpoint (all were reused: %v)", n, held)
-		}
-	}
-	if len(held) == 0 {
-		t.Fatal("no table was offered for reuse")
-	}
-	for _, h := range held {
-		if _, err := fs.Stat(h); err != nil {
-			t.Fatalf("held file %s: %v", h, err)
-		}
 	}
 }
 
@@ -721,6 +699,33 @@ func TestCheckpointSyncsOnlyWhatItKeeps(t *testing.T) {
 	}
 }
 
+// openWithPuts opens a state machine on fs at /live with checkpointer cp
+// and applies n puts (k0..k<n-1>), one entry each.
+func openWithPuts(t *testing.T, fs vfs.FS, cp Checkpointer, n int) (*FSM, *logger) {
+	t.Helper()
+	f := openWith(t, fs, "/live", cp)
+	lg := newLogger()
+	for i := 0; i < n; i++ {
+		applyOne(t, f, lg.next(put(fmt.Sprintf("k%d", i), "v")))
+	}
+	return f, lg
+}
+
+// putBytes is a batch of one put of value v.
+func putBytes(k string, v []byte) *command.Command {
+	return &command.Command{Type: command.TypeBatch, Batch: &command.Batch{Ops: []command.Op{{Kind: command.OpPut, Key: []byte(k), Value: v}}}}
+}
+
+// takeCountingReads takes the checkpoint into dir with fs's read counts
+// cleared first, so that they count what the take read.
+func (c *captureCheckpointer) takeCountingReads(fs *readCountFS, dir string) (uint64, error) {
+	fs.mu.Lock()
+	clear(fs.bytes)
+	fs.mu.Unlock()
+	idx, _, err := c.take(dir)
+	return idx, err
+}
+
 // readCountFS counts the bytes read from each file by path.
 type readCountFS struct {
 	vfs.FS
@@ -773,16 +778,13 @@ func TestCheckpointDoesNotReadTheLiveWAL(t *testing.T) {
 	val := bytes.Repeat([]byte{'v'}, 16<<10)
 	var logs []*raft.Log
 	for i := 0; i < 200; i++ { // ~3 MiB in the memtable and WALs
-		logs = append(logs, lg.next(&command.Command{Type: command.TypeBatch, Batch: &command.Batch{Ops: []command.Op{{Kind: command.OpPut, Key: []byte(fmt.Sprintf("k%03d", i)), Value: val}}}}))
+		logs = append(logs, lg.next(putBytes(fmt.Sprintf("k%03d", i), val)))
 		applyOne(t, f, logs[i])
 	}
 	if _, err := f.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
-	fs.mu.Lock()
-	clear(fs.bytes)
-	fs.mu.Unlock()
-	idx, _, err := cp.take("/ck")
+	idx, err := cp.takeCountingReads(fs, "/ck")
 	if err != nil || idx != 200 {
 		t.Fatalf("checkpoint at %d (%v), want 200", idx, err)
 	}
@@ -824,21 +826,17 @@ func TestCheckpointReadsOnlyTheWALTailItNeeds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := &readCountFS{FS: vfs.NewMem(), bytes: map[string]int64{}}
 			cp := &captureCheckpointer{}
-			f := openWith(t, fs, "/live", cp)
+			f, lg := openWithPuts(t, fs, cp, 0)
 			defer f.Close()
-			lg := newLogger()
 			val := bytes.Repeat([]byte{'v'}, 16<<10)
 			for i := 0; i < 600; i++ { // ~9.6 MiB of WALs (memtables double from 256 KiB) before the last batch
-				applyOne(t, f, lg.next(&command.Command{Type: command.TypeBatch, Batch: &command.Batch{Ops: []command.Op{{Kind: command.OpPut, Key: []byte(fmt.Sprintf("k%03d", i)), Value: val}}}}))
+				applyOne(t, f, lg.next(putBytes(fmt.Sprintf("k%03d", i), val)))
 			}
-			applyOne(t, f, lg.next(&command.Command{Type: command.TypeBatch, Batch: &command.Batch{Ops: []command.Op{{Kind: command.OpPut, Key: []byte("last"), Value: bytes.Repeat([]byte{'l'}, tc.last)}}}}))
+			applyOne(t, f, lg.next(putBytes("last", bytes.Repeat([]byte{'l'}, tc.last))))
 			if _, err := f.Snapshot(); err != nil {
 				t.Fatal(err)
 			}
-			fs.mu.Lock()
-			clear(fs.bytes)
-			fs.mu.Unlock()
-			idx, _, err := cp.take("/ck")
+			idx, err := cp.takeCountingReads(fs, "/ck")
 			if err != nil || idx != 601 {
 				t.Fatalf("checkpoint at %d (%v), want 601", idx, err)
 			}
