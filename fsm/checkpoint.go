@@ -40,8 +40,9 @@ var ErrReplaced = errors.New("fsm: state was restored since the snapshot began")
 // no more than that of such a file (and must not modify it); Pebble must
 // not open dir until each is replaced by a copy of its prefix.
 //
-// reuse, when not nil, is called with the live path of each table (.sst)
-// as Pebble is about to link it into dir, while Pebble holds the version
+// reuse, when not nil, is called (within take, one table at a time) with
+// the live path of each table (.sst) as Pebble is about to link it into
+// dir, while Pebble holds the version
 // that references it. It returns "" to have the table linked as usual, or
 // the path of a file that is that very table (the caller's own hard link
 // to it), which the caller keeps until take returns and records itself:
@@ -81,7 +82,7 @@ func (f *FSM) takeCheckpoint(gen uint64) TakeCheckpoint {
 		var skip func(string) bool
 		held := map[string]string{} // table left out of dir -> the caller's link to it
 		if reuse != nil {
-			skip = func(src string) bool { // Pebble links one table at a time
+			skip = func(src string) bool {
 				h := reuse(src)
 				if h != "" {
 					held[filepath.Base(src)] = h

@@ -175,16 +175,16 @@ func (fs *walFS) createLink(name string) (vfs.File, bool, error) {
 // links every table of the current version into a checkpoint, and nearly
 // all of them are unchanged since the previous one, already in the
 // Checkpointer's store as a link to the same inode. Linking them into the
-// scratch directory only to unlink them again after Persist was about a
-// third of a create's CPU at 1 GiB (two directory updates per table).
-// Pebble neither reads nor stats what it linked; the Checkpointer lists
-// the reused tables itself (TakeCheckpoint).
+// scratch directory, only to unlink them again after Persist, was about
+// 2 ms of a node's CPU per create at 1 GiB (docs/benchmarks-checkpoints.md,
+// session 13). Pebble neither reads nor stats what it linked; the
+// Checkpointer lists the reused tables itself (TakeCheckpoint).
 func (fs *walFS) Link(oldname, newname string) error {
 	fs.mu.Lock()
 	reuse := fs.reuse
 	armed := reuse != nil && fs.linkTo != "" && filepath.Dir(filepath.Clean(newname)) == fs.linkTo
 	fs.mu.Unlock()
-	if armed && strings.HasSuffix(newname, ".sst") && filepath.Base(oldname) == filepath.Base(newname) && reuse(oldname) {
+	if armed && strings.HasSuffix(newname, ".sst") && reuse(oldname) {
 		return nil
 	}
 	return fs.FS.Link(oldname, newname)

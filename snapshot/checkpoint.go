@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -96,22 +95,15 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 	// state) stay out of the scratch checkpoint: held here until the
 	// manifest that references them is committed.
 	var reused []File
-	var reusedMu sync.Mutex
-	reuse := func(src string) string {
+	reuse := func(src string) string { // called within take, one table at a time
 		f, ok := s.holdStored(src)
 		if !ok {
 			return ""
 		}
-		reusedMu.Lock()
 		reused = append(reused, f)
-		reusedMu.Unlock()
 		return s.files.path(f.Checksum)
 	}
-	defer func() {
-		reusedMu.Lock()
-		defer reusedMu.Unlock()
-		s.release(reused)
-	}()
+	defer func() { s.release(reused) }()
 	idx, term, prefix, err := p.take(p.dir, reuse)
 	lap(&st.TakeTime)
 	if err != nil {
@@ -172,17 +164,14 @@ func (p *fsmSnapshot) persist(sink raft.SnapshotSink) (CheckpointStats, error) {
 		paths[e.Name()] = path
 		m.StateBytes += size
 	}
-	reusedMu.Lock()
 	for _, f := range reused {
 		if _, dup := paths[f.Name]; dup {
-			reusedMu.Unlock()
 			return st, fmt.Errorf("snapshot: table %s both reused and linked into the checkpoint", f.Name)
 		}
 		m.Files = append(m.Files, f)
 		m.StateBytes += f.Size
 	}
 	st.ReusedFiles = len(reused)
-	reusedMu.Unlock()
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
 	lap(&st.FilesTime)
 	s.hold(m.Files)

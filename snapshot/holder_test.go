@@ -1,11 +1,8 @@
 package snapshot
 
 import (
-	"io"
 	"path/filepath"
 	"testing"
-
-	"github.com/hashicorp/raft"
 )
 
 // What raft sends (Open) names this node as the holder of the files; what
@@ -17,7 +14,7 @@ func TestOpenNamesTheSenderAsHolder(t *testing.T) {
 	put(t, db, "k", "v")
 	s := newStore(t, filepath.Join(dir, "s"), "n1", "10.0.0.1:7101", nil)
 	id, _ := checkpoint(t, s, db, 5, 1)
-	meta, b := sent(t, s, id)
+	meta, b := read(t, s, id)
 	if int64(len(b)) != meta.Size {
 		t.Fatalf("meta says %d bytes, %d sent", meta.Size, len(b))
 	}
@@ -54,18 +51,8 @@ func TestReceivedManifestNamingThisIDStaysPending(t *testing.T) {
 	put(t, db, "k", "v")
 	before := newStore(t, filepath.Join(dir, "before"), "n1", "10.0.0.1:7101", nil) // n1's previous life
 	id, _ := checkpoint(t, before, db, 5, 1)
-	meta, payload := sent(t, before, id)
 	after := newStore(t, filepath.Join(dir, "after"), "n1", "10.0.0.1:7101", nil) // wiped, same id
-	sink, err := after.Create(meta.Version, meta.Index, meta.Term, meta.Configuration, meta.ConfigurationIndex, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sink.Write(payload); err != nil {
-		t.Fatal(err)
-	}
-	if err := sink.Close(); err != nil {
-		t.Fatal(err)
-	}
+	ship(t, before, id, after)
 	listed, err := after.List()
 	if err != nil {
 		t.Fatal(err)
@@ -78,19 +65,4 @@ func TestReceivedManifestNamingThisIDStaysPending(t *testing.T) {
 	if err != nil || len(own) != 1 {
 		t.Fatalf("own checkpoint: %v, %v", own, err)
 	}
-}
-
-// sent returns what raft would send of snapshot id: Open's meta and bytes.
-func sent(t *testing.T, s *Store, id string) (*raft.SnapshotMeta, []byte) {
-	t.Helper()
-	meta, rc, err := s.Open(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return meta, b
 }

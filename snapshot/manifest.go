@@ -137,20 +137,28 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if err := json.Unmarshal(b, m); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %w", ErrCorrupt, err)
 	}
-	// Extra values come out of the indented encoding indented; compact,
-	// they are what the writer put in (json.Marshal's output), so a
-	// manifest reads the same whether decoded or kept (manifestCache).
-	for k, v := range m.Extra {
-		var c bytes.Buffer
-		if err := json.Compact(&c, v); err != nil {
-			return nil, fmt.Errorf("%w: manifest extra %q: %w", ErrCorrupt, k, err)
-		}
-		m.Extra[k] = c.Bytes()
+	if err := compactExtra(m.Extra); err != nil {
+		return nil, fmt.Errorf("%w: manifest extra %w", ErrCorrupt, err)
 	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return m, nil
+}
+
+// compactExtra compacts each Extra value in place. Values come out of the
+// indented encoding indented; compact, they are what a writer puts in
+// (json.Marshal's output), so a manifest reads the same whether decoded
+// or kept as written (manifestCache).
+func compactExtra(extra map[string]json.RawMessage) error {
+	for k, v := range extra {
+		var c bytes.Buffer
+		if err := json.Compact(&c, v); err != nil {
+			return fmt.Errorf("%q: %w", k, err)
+		}
+		extra[k] = c.Bytes()
+	}
+	return nil
 }
 
 // Validate checks what a receiver must be able to trust before touching

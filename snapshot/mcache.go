@@ -1,8 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
-	"encoding/json"
 	"maps"
 	"slices"
 	"sync"
@@ -43,11 +41,8 @@ func (c *manifestCache) put(id, checksum string, m *Manifest) {
 		c.m = map[string]cachedManifest{}
 	}
 	k := m.clone()
-	for name, v := range k.Extra { // as decodeManifest reads them back
-		var b bytes.Buffer
-		if json.Compact(&b, v) == nil {
-			k.Extra[name] = b.Bytes()
-		}
+	if compactExtra(k.Extra) != nil { // as decodeManifest reads them back
+		return // not valid JSON: not what a committed manifest holds
 	}
 	c.m[id] = cachedManifest{checksum: checksum, m: k}
 }

@@ -501,11 +501,6 @@ func (s *Store) collect() (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
-	listed := make(map[string]bool, len(ents))
-	for _, e := range ents {
-		listed[e.id()] = true
-	}
-	s.manifests.prune(func(id string) bool { return listed[id] })
 	// The most recently received pending snapshot is the install raft is
 	// running or will retry; older pending ones were superseded.
 	var lastPending *entry
@@ -528,11 +523,15 @@ func (s *Store) collect() (GCStats, error) {
 			drop = append(drop, e)
 		}
 	}
+	kept := make(map[string]bool, len(keep))
+	for _, e := range keep {
+		kept[e.id()] = true
+	}
+	s.manifests.prune(func(id string) bool { return kept[id] })
 	for _, e := range drop {
 		if err := os.RemoveAll(e.dir); err != nil {
 			return st, err
 		}
-		s.manifests.prune(func(id string) bool { return id != e.id() })
 		st.SnapshotsDeleted++
 	}
 	if len(drop) > 0 {
