@@ -100,51 +100,65 @@ type checkpointService struct {
 // request's node field set to that node's id (so that the receiver does
 // not resolve "the leader" again).
 func (c *checkpointService) target(ctx context.Context, node string) (Checkpoints, *grpc.ClientConn, string, error) {
-	s := c.s
+	node, err := c.resolveNode(node)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	ck, conn, err := c.nodeConn(ctx, node, false)
+	return ck, conn, node, err
+}
+
+// resolveNode turns a role ("", NodeLeader, NodeFollower) into a node id.
+func (c *checkpointService) resolveNode(node string) (string, error) {
 	switch node {
 	case "", NodeLeader:
-		id, _ := s.raft.Leader()
+		id, _ := c.s.raft.Leader()
 		if id == "" {
-			return nil, nil, "", toStatus(raftnode.ErrNoLeader)
+			return "", toStatus(raftnode.ErrNoLeader)
 		}
-		node = id
+		return id, nil
 	case NodeFollower:
-		id, err := c.follower()
-		if err != nil {
-			return nil, nil, "", err
-		}
-		node = id
+		return c.follower()
 	}
+	return node, nil
+}
+
+// nodeConn returns the local catalog when node is this node, else a
+// connection to node. A call that was forwarded here is forwarded again
+// only when again is set (see Create); otherwise it fails as Unavailable,
+// so that no request travels in circles.
+func (c *checkpointService) nodeConn(ctx context.Context, node string, again bool) (Checkpoints, *grpc.ClientConn, error) {
+	s := c.s
 	if node == s.cfg.NodeID {
 		ck := s.checkpoints()
 		if ck == nil {
-			return nil, nil, node, status.Errorf(codes.Unimplemented, "node %s does not serve checkpoints", node)
+			return nil, nil, status.Errorf(codes.Unimplemented, "node %s does not serve checkpoints", node)
 		}
-		return ck, nil, node, nil
+		return ck, nil, nil
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(mdForwarded)) > 0 {
-		return nil, nil, node, status.Errorf(codes.Unavailable, "checkpoint request for %s forwarded to %s; retry", node, s.cfg.NodeID)
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(mdForwarded)) > 0 && !again {
+		return nil, nil, status.Errorf(codes.Unavailable, "checkpoint request for %s forwarded to %s; retry", node, s.cfg.NodeID)
 	}
 	addrs, err := s.state.NodeAddrs()
 	if err != nil {
-		return nil, nil, node, toStatus(err)
+		return nil, nil, toStatus(err)
 	}
 	addr := addrs[node]
 	if addr == "" {
 		if members, err := s.raft.Members(); err == nil {
 			for _, m := range members {
 				if m.ID == node {
-					return nil, nil, node, status.Errorf(codes.Unavailable, "node %s has not announced its client address yet; retry", node)
+					return nil, nil, status.Errorf(codes.Unavailable, "node %s has not announced its client address yet; retry", node)
 				}
 			}
 		}
-		return nil, nil, node, statusWithReason(codes.NotFound, ReasonNotFound, fmt.Sprintf("node %s is not a member", node), nil)
+		return nil, nil, statusWithReason(codes.NotFound, ReasonNotFound, fmt.Sprintf("node %s is not a member", node), nil)
 	}
 	conn, err := s.peerConn(addr)
 	if err != nil {
-		return nil, nil, node, status.Errorf(codes.Unavailable, "node %s at %s: %v", node, addr, err)
+		return nil, nil, status.Errorf(codes.Unavailable, "node %s at %s: %v", node, addr, err)
 	}
-	return nil, conn, node, nil
+	return nil, conn, nil
 }
 
 // Role names a checkpoint request may give instead of a node id.
@@ -366,13 +380,42 @@ func (c *checkpointService) Show(ctx context.Context, req *pb.ShowCheckpointRequ
 // node (snapshots are per node; the leader's are the ones followers
 // install). When nothing was applied since the newest checkpoint, that
 // one is returned with created unset.
+//
+// Whichever node takes it, the checkpoint holds every write acknowledged
+// before the call: the leader names the index (a read index: its commit
+// index, its leadership confirmed by a heartbeat round) and the node
+// snapshots once it has applied that far. A follower's applied index alone
+// may lag what the leader has acknowledged, and even a leader's may lag
+// what was acknowledged by a leader that has since been deposed. So a
+// request that reaches a follower without an index goes to the leader
+// first, which then forwards it, with the index, to the node that takes
+// the checkpoint: at most two hops (the second hop carries an index, and a
+// node is never asked to forward such a request again).
 func (c *checkpointService) Create(ctx context.Context, req *pb.CreateCheckpointRequest) (*pb.CreateCheckpointResponse, error) {
-	ck, conn, node, err := c.target(ctx, req.GetNode())
+	node, err := c.resolveNode(req.GetNode())
+	if err != nil {
+		return nil, err
+	}
+	min, named := req.GetMinIndex(), false
+	if min == 0 {
+		min, err = c.s.raft.ReadIndex(ctx)
+		if errors.Is(err, raftnode.ErrNotLeader) {
+			return forward(c.s, ctx, err, &pb.CreateCheckpointRequest{Node: node}, pb.NewCheckpointClient, pb.CheckpointClient.Create)
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		named = true
+	}
+	ck, conn, err := c.nodeConn(ctx, node, named)
 	if err != nil {
 		return nil, err
 	}
 	if conn != nil {
-		return pb.NewCheckpointClient(conn).Create(c.s.forwardCtx(ctx, node), &pb.CreateCheckpointRequest{Node: node})
+		return pb.NewCheckpointClient(conn).Create(c.s.forwardCtx(ctx, node), &pb.CreateCheckpointRequest{Node: node, MinIndex: min})
+	}
+	if err := c.s.raft.WaitApplied(ctx, min); err != nil {
+		return nil, toStatus(err)
 	}
 	created := true
 	id, err := ck.Snapshot()

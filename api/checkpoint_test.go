@@ -241,6 +241,85 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 	}
 }
 
+// A checkpoint taken on a follower holds every write acknowledged before
+// the create call, whichever node the call reaches: while the follower is
+// cut off from raft it cannot have applied the last write, so the create
+// must wait (here: until its deadline) rather than snapshot what it has;
+// once it is back, the create returns a checkpoint at or past the write.
+func TestCreateOnAFollowerHoldsAcknowledgedWrites(t *testing.T) {
+	c := testcluster.Start(t, 3, func(cfg *node.Config) {
+		// The cut-off follower should go on believing in its leader for a
+		// while, so that a create it receives takes the two hops (to the
+		// leader for the index, back to it to wait) rather than failing
+		// for want of a leader.
+		cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = 2*time.Second, 2*time.Second, time.Second
+	})
+	l := c.Leader()
+	f := c.Followers(l)[0]
+	ctx := context.Background()
+	viaLeader, err := api.NewClient(api.DefaultClientConfig(l.Node.GRPCAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaLeader.Close()
+	viaFollower, err := api.NewClient(api.DefaultClientConfig(f.Node.GRPCAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaFollower.Close()
+	cl := c.Client()
+	defer cl.Close()
+	testcluster.Idempotent(t, "put", func() error { _, err := cl.Put(ctx, []byte("k"), []byte("before")); return err })
+	testcluster.WaitFor(t, "the follower to apply the first write", 10*time.Second, func() bool {
+		return f.Node.Raft.AppliedIndex() >= c.Leader().Node.Raft.AppliedIndex()
+	})
+
+	f.Net.Isolate(true)
+	isolated := true
+	defer func() {
+		if isolated {
+			f.Net.Isolate(false)
+		}
+	}()
+	testcluster.Idempotent(t, "put", func() error { _, err := cl.Put(ctx, []byte("k"), []byte("after")); return err })
+	acked := c.Leader().Node.Raft.AppliedIndex()
+	if got := f.Node.Raft.AppliedIndex(); got >= acked {
+		t.Fatalf("isolated follower applied %d, the write is at or below %d", got, acked)
+	}
+	for _, v := range []struct {
+		name string
+		via  *api.Client
+	}{{"via the follower", viaFollower}, {"via the leader", viaLeader}} {
+		name, via := v.name, v.via
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		cr, err := via.CreateCheckpoint(cctx, f.ID)
+		cancel()
+		if err == nil {
+			t.Fatalf("%s: the cut-off follower took checkpoint %s at index %d, without the write acknowledged at %d",
+				name, cr.Checkpoint.ID, cr.Checkpoint.Index, acked)
+		}
+		t.Logf("%s, while cut off: %v", name, err)
+	}
+
+	f.Net.Isolate(false)
+	isolated = false
+	for name, via := range map[string]*api.Client{"via the leader": viaLeader, "via the follower": viaFollower} {
+		var cr *api.CreatedCheckpoint
+		// Rejoining, the follower may call an election: retry until there
+		// is a leader again.
+		testcluster.WaitFor(t, "a create on the follower "+name, 20*time.Second, func() bool {
+			var err error
+			if cr, err = via.CreateCheckpoint(ctx, f.ID); err != nil {
+				t.Logf("%s: %v", name, err)
+			}
+			return err == nil
+		})
+		if cr.Node != f.ID || cr.Checkpoint.Source != f.ID || cr.Checkpoint.Index < acked {
+			t.Fatalf("%s: checkpoint %+v on %s, want one on %s at index %d or later", name, cr.Checkpoint, cr.Node, f.ID, acked)
+		}
+	}
+}
+
 // settle flushes and compacts the leader's state so that the next
 // checkpoint shares its SSTs with the last one (a tiny test DB otherwise
 // compacts everything together on the next flush, which large DBs don't).

@@ -1008,8 +1008,13 @@ func (x *ShowCheckpointResponse) GetPebbleFormat() uint64 {
 }
 
 type CreateCheckpointRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The raft index the checkpoint must hold at least. Clients leave it
+	// unset: the leader sets it (its read index) when it forwards the request
+	// to the node that takes the checkpoint, so that the checkpoint holds
+	// every write acknowledged before the call.
+	MinIndex      uint64 `protobuf:"varint,2,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1049,6 +1054,13 @@ func (x *CreateCheckpointRequest) GetNode() string {
 		return x.Node
 	}
 	return ""
+}
+
+func (x *CreateCheckpointRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
+	}
+	return 0
 }
 
 type CreateCheckpointResponse struct {
@@ -1625,9 +1637,10 @@ const file_cairn_v1_checkpoint_proto_rawDesc = "" +
 	"\x05files\x18\x03 \x03(\v2\x18.cairn.v1.CheckpointFileR\x05files\x12:\n" +
 	"\rconfiguration\x18\x04 \x03(\v2\x14.cairn.v1.RaftServerR\rconfiguration\x12/\n" +
 	"\x13configuration_index\x18\x05 \x01(\x04R\x12configurationIndex\x12#\n" +
-	"\rpebble_format\x18\x06 \x01(\x04R\fpebbleFormat\"-\n" +
+	"\rpebble_format\x18\x06 \x01(\x04R\fpebbleFormat\"J\n" +
 	"\x17CreateCheckpointRequest\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node\"\x82\x01\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1b\n" +
+	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"\x82\x01\n" +
 	"\x18CreateCheckpointResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x128\n" +
 	"\n" +
