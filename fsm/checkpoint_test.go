@@ -894,7 +894,9 @@ func TestManifestRollsOverSmall(t *testing.T) {
 		largest = max(largest, n)
 	}
 	last, _ := manifest()
-	if last == first || largest > 96<<10 {
-		t.Fatalf("MANIFEST %s after 1500 flushes (first %s), at most %d bytes: want it rolled over near 64 KiB", last, first, largest)
+	// Pebble's rule alone: rolled over once the edits name more tables
+	// than the version has (a handful here), so a few records at most.
+	if last == first || largest > 16<<10 {
+		t.Fatalf("MANIFEST %s after 1500 flushes (first %s), at most %d bytes: want it rolled over by Pebble's table-count rule", last, first, largest)
 	}
 }

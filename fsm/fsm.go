@@ -182,15 +182,20 @@ func PebbleOptions(fs vfs.FS) *pebble.Options {
 	// record (Pebble's checkpoint allocates a 32 KiB buffer per record), and
 	// Pebble rolls it over only past MaxManifestFileSize — 128 MiB by
 	// default, so a node's checkpoints grew slower with every flush and
-	// compaction since it started. Past 64 KiB it is rolled over as soon as
-	// the edits since the last roll-over name more tables than the version
-	// has (Pebble's rule keeps that to at most half of what it writes).
+	// compaction since it started. With a limit of 1 byte the size never
+	// holds a roll-over back: Pebble's own rule alone decides, rolling over
+	// as soon as the edits since the last roll-over name more tables than
+	// the version has (which keeps roll-overs to at most half of what it
+	// writes to the MANIFEST). A 64 KiB limit left ~80 records for each
+	// create to copy at 1 GiB; 1 byte cut a create's CPU by about a sixth
+	// (internal/node BenchmarkCreateCPU, docs/benchmarks-checkpoints.md).
 	o.MaxManifestFileSize = manifestRollover
 	return o
 }
 
-// manifestRollover is the state DB's MaxManifestFileSize (PebbleOptions).
-const manifestRollover = 64 << 10
+// manifestRollover is the state DB's MaxManifestFileSize (PebbleOptions):
+// no size limit of its own (see there).
+const manifestRollover = 1
 
 func (f *FSM) openDB(dir string) (*pebble.DB, error) {
 	// Only the WALs the DB opened now writes are tracked: a name may have
