@@ -25,11 +25,7 @@ func TestKVThroughFollowers(t *testing.T) {
 	// A client that only knows a follower: writes and linearizable reads
 	// are forwarded; the user never sees "not leader".
 	f := c.Followers(l)[0]
-	cl, err := api.NewClient(api.DefaultClientConfig(f.Node.GRPCAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := clientAt(t, f.Node.GRPCAddr())
 	var idx uint64
 	testcluster.Idempotent(t, "put via follower", func() (err error) {
 		idx, err = cl.Put(ctx, []byte("k1"), []byte("v1"))
@@ -351,4 +347,15 @@ func TestScanPagesStayUnderTheMessageLimit(t *testing.T) {
 	if len(keys) != 40 || keys[0] != "big/00" || keys[39] != "big/39" || pages < 4 {
 		t.Fatalf("%d keys in %d pages (%v ... ): want 40 in order, in at least 4 pages", len(keys), pages, keys[:min(3, len(keys))])
 	}
+}
+
+// clientAt is a client that knows only addr, closed when the test ends.
+func clientAt(t *testing.T, addr string) *api.Client {
+	t.Helper()
+	cl, err := api.NewClient(api.DefaultClientConfig(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
 }

@@ -34,11 +34,7 @@ func TestCheckpointCatalogFromAFollower(t *testing.T) {
 	l := c.Leader()
 	f := c.Followers(l)[0]
 	ctx := context.Background()
-	cl, err := api.NewClient(api.DefaultClientConfig(f.Node.GRPCAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := clientAt(t, f.Node.GRPCAddr())
 
 	p, err := cl.RegisterProducer(ctx, "ingest", api.DefaultProducerOptions())
 	if err != nil {
@@ -257,16 +253,8 @@ func TestCreateOnAFollowerHoldsAcknowledgedWrites(t *testing.T) {
 	l := c.Leader()
 	f := c.Followers(l)[0]
 	ctx := context.Background()
-	viaLeader, err := api.NewClient(api.DefaultClientConfig(l.Node.GRPCAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viaLeader.Close()
-	viaFollower, err := api.NewClient(api.DefaultClientConfig(f.Node.GRPCAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viaFollower.Close()
+	viaLeader := clientAt(t, l.Node.GRPCAddr())
+	viaFollower := clientAt(t, f.Node.GRPCAddr())
 	cl := c.Client()
 	defer cl.Close()
 	testcluster.Idempotent(t, "put", func() error { _, err := cl.Put(ctx, []byte("k"), []byte("before")); return err })
@@ -286,10 +274,11 @@ func TestCreateOnAFollowerHoldsAcknowledgedWrites(t *testing.T) {
 	if got := f.Node.Raft.AppliedIndex(); got >= acked {
 		t.Fatalf("isolated follower applied %d, the write is at or below %d", got, acked)
 	}
-	for _, v := range []struct {
+	vias := []struct {
 		name string
 		via  *api.Client
-	}{{"via the follower", viaFollower}, {"via the leader", viaLeader}} {
+	}{{"via the follower", viaFollower}, {"via the leader", viaLeader}}
+	for _, v := range vias {
 		name, via := v.name, v.via
 		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		cr, err := via.CreateCheckpoint(cctx, f.ID)
@@ -303,7 +292,8 @@ func TestCreateOnAFollowerHoldsAcknowledgedWrites(t *testing.T) {
 
 	f.Net.Isolate(false)
 	isolated = false
-	for name, via := range map[string]*api.Client{"via the leader": viaLeader, "via the follower": viaFollower} {
+	for _, v := range vias {
+		name, via := v.name, v.via
 		var cr *api.CreatedCheckpoint
 		// Rejoining, the follower may call an election: retry until there
 		// is a leader again.
